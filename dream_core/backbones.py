@@ -1,0 +1,268 @@
+"""The backbone registry: which CNNs can dream, their layers, and how they want their input.
+
+Each :class:`BackboneSpec` describes one torchvision network without building it: its layer
+catalogue (every stage of the convolutional trunk, in execution order, with its channel count), its
+input normalisation, native resolution and pretrained-weights URL. :class:`Backbone` is a built,
+frozen network plus its spec; it hands out feature extractors that stop at the deepest layer asked for.
+
+Convention: a layer's name is the name of the trunk stage whose *output* it is. The trunk is the
+network flattened into stages that run one after the other; VGG and AlexNet stages get Caffe-style
+names (``conv4_3``, ``relu4_3``, ``pool4``), the others keep torchvision's attribute names
+(``inception4c``, ``Mixed_6b``, ``layer3``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .errors import DreamError, LayerError
+from .features import FeatureExtractor
+
+__all__ = ["BackboneSpec", "Backbone", "BACKBONES", "get_spec", "backbone_names"]
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What we know about a backbone before building it.
+
+    Attributes:
+        name: registry key, e.g. ``"googlenet"``.
+        title: one line for help texts.
+        build: returns the torchvision module with random weights (seeded by the caller).
+        trunk: the module's stages in execution order, one per entry of ``layers``.
+        layers: layer name -> channel count, in execution order.
+        mean, std: per-channel input normalisation applied to 0..1 RGB.
+        native_size: the resolution the network was trained at.
+        weights_url: torchvision's pretrained state dict; its file name carries a sha256 prefix.
+        ignore_keys: state-dict key prefixes that belong to heads we never build (auxiliary classifiers).
+        default_layer: a layer that dreams well when the user names none.
+        aliases: other names users know a layer by (Keras ``mixed4`` for ``Mixed_6b``).
+    """
+
+    name: str
+    title: str
+    build: Callable[[], nn.Module]
+    trunk: Callable[[nn.Module], list[nn.Module]]
+    layers: dict[str, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    native_size: int
+    weights_url: str
+    default_layer: str
+    ignore_keys: tuple[str, ...] = ()
+    aliases: dict[str, str] = field(default_factory=dict)
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# GoogLeNet and Inception v3 were trained on (x - 0.5) / 0.5; torchvision reaches that through
+# `transform_input`, which we switch off and replace with the normalisation itself.
+HALF = (0.5, 0.5, 0.5)
+
+
+def _children_except(*head: str) -> Callable[[nn.Module], list[nn.Module]]:
+    """Trunk = the module's children in order, without the classifier head and auxiliary branches."""
+    return lambda model: [m for name, m in model.named_children() if name not in head]
+
+
+def _features_trunk(model: nn.Module) -> list[nn.Module]:
+    return list(model.features)
+
+
+def _vgg_layers(config: list[int | str]) -> dict[str, int]:
+    """Caffe names for a VGG ``features`` config: conv{b}_{i}, relu{b}_{i}, pool{b}."""
+    layers: dict[str, int] = {}
+    block, index, channels = 1, 1, 3
+    for entry in config:
+        if entry == "M":
+            layers[f"pool{block}"] = channels
+            block, index = block + 1, 1
+        else:
+            channels = int(entry)
+            layers[f"conv{block}_{index}"] = channels
+            layers[f"relu{block}_{index}"] = channels
+            index += 1
+    return layers
+
+
+def _vgg(name: str, config: list[int | str], url: str) -> BackboneSpec:
+    return BackboneSpec(
+        name=name,
+        title=f"{name.upper()} (Simonyan & Zisserman 2014), the Gatys style-transfer network",
+        build=lambda: _torchvision(name)(weights=None),
+        trunk=_features_trunk,
+        layers=_vgg_layers(config),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        native_size=224,
+        weights_url=url,
+        default_layer="relu4_3" if name == "vgg16" else "relu4_4",
+    )
+
+
+def _torchvision(builder: str) -> Callable[..., nn.Module]:
+    import torchvision.models  # imported on first build: keeps `import dream_core` light
+
+    return getattr(torchvision.models, builder)
+
+
+_VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+_VGG19 = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
+_INCEPTION_V3_MIXED = ["Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c",
+                       "Mixed_6d", "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c"]
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in [
+        BackboneSpec(
+            name="googlenet",
+            title="GoogLeNet / Inception v1 (Szegedy et al. 2014), the original DeepDream network",
+            build=lambda: _torchvision("googlenet")(
+                weights=None, aux_logits=False, transform_input=False, init_weights=True),
+            trunk=_children_except("aux1", "aux2", "avgpool", "dropout", "fc"),
+            layers={"conv1": 64, "maxpool1": 64, "conv2": 64, "conv3": 192, "maxpool2": 192,
+                    "inception3a": 256, "inception3b": 480, "maxpool3": 480,
+                    "inception4a": 512, "inception4b": 512, "inception4c": 512, "inception4d": 528,
+                    "inception4e": 832, "maxpool4": 832, "inception5a": 832, "inception5b": 1024},
+            mean=HALF,
+            std=HALF,
+            native_size=224,
+            weights_url="https://download.pytorch.org/models/googlenet-1378be20.pth",
+            default_layer="inception4c",
+            ignore_keys=("aux1.", "aux2."),
+        ),
+        BackboneSpec(
+            name="inception_v3",
+            title="Inception v3 (Szegedy et al. 2015), the Keras DeepDream network",
+            build=lambda: _torchvision("inception_v3")(
+                weights=None, aux_logits=False, transform_input=False, init_weights=True),
+            trunk=_children_except("AuxLogits", "avgpool", "dropout", "fc"),
+            layers={"Conv2d_1a_3x3": 32, "Conv2d_2a_3x3": 32, "Conv2d_2b_3x3": 64, "maxpool1": 64,
+                    "Conv2d_3b_1x1": 80, "Conv2d_4a_3x3": 192, "maxpool2": 192,
+                    "Mixed_5b": 256, "Mixed_5c": 288, "Mixed_5d": 288, "Mixed_6a": 768,
+                    "Mixed_6b": 768, "Mixed_6c": 768, "Mixed_6d": 768, "Mixed_6e": 768,
+                    "Mixed_7a": 1280, "Mixed_7b": 2048, "Mixed_7c": 2048},
+            mean=HALF,
+            std=HALF,
+            native_size=299,
+            weights_url="https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+            default_layer="Mixed_6b",
+            ignore_keys=("AuxLogits.",),
+            aliases={f"mixed{i}": name for i, name in enumerate(_INCEPTION_V3_MIXED)},
+        ),
+        _vgg("vgg16", _VGG16, "https://download.pytorch.org/models/vgg16-397923af.pth"),
+        _vgg("vgg19", _VGG19, "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"),
+        BackboneSpec(
+            name="resnet50",
+            title="ResNet-50 (He et al. 2015), as in the PyTorch DeepDream tutorial",
+            build=lambda: _torchvision("resnet50")(weights=None),
+            trunk=_children_except("avgpool", "fc"),
+            layers={"conv1": 64, "bn1": 64, "relu": 64, "maxpool": 64,
+                    "layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048},
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            native_size=224,
+            weights_url="https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
+            default_layer="layer3",
+        ),
+        BackboneSpec(
+            name="alexnet",
+            title="AlexNet (Krizhevsky et al. 2012), small and fast",
+            build=lambda: _torchvision("alexnet")(weights=None),
+            trunk=_features_trunk,
+            layers={"conv1": 64, "relu1": 64, "pool1": 64, "conv2": 192, "relu2": 192,
+                    "pool2": 192, "conv3": 384, "relu3": 384, "conv4": 256, "relu4": 256,
+                    "conv5": 256, "relu5": 256, "pool5": 256},
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            native_size=224,
+            weights_url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+            default_layer="relu4",
+        ),
+    ]
+}
+
+
+def backbone_names() -> list[str]:
+    return list(BACKBONES)
+
+
+def get_spec(name: str) -> BackboneSpec:
+    """The spec registered as ``name``; an unknown name gets a message that lists the choices."""
+    if name not in BACKBONES:
+        raise DreamError(f"backbone: unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}.")
+    return BACKBONES[name]
+
+
+class Backbone:
+    """A built, frozen network with its spec: parameters never require grad, the module is in eval mode.
+
+    Args:
+        spec: the registry entry this module was built from.
+        model: the torchvision module (its weights already loaded).
+        source: where the weights came from, for messages (``"random init (seed 0)"``, a path, a URL).
+    """
+
+    def __init__(self, spec: BackboneSpec, model: nn.Module, source: str) -> None:
+        model.eval().requires_grad_(False)
+        for module in model.modules():
+            if isinstance(module, nn.ReLU):
+                # An in-place ReLU would overwrite the activation of the conv layer before it,
+                # which a caller may have asked for (conv4_3 and relu4_3 in one pass).
+                module.inplace = False
+        self.spec = spec
+        self.model = model
+        self.source = source
+        self.stages = list(zip(spec.layers, spec.trunk(model), strict=True))
+        self._extractors: dict[frozenset[str], FeatureExtractor] = {}
+
+    def __repr__(self) -> str:
+        return f"Backbone({self.spec.name}, {self.source}, device={self.device})"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, device: torch.device | str) -> Backbone:
+        """Move the network (in place) and return self; extractors are rebuilt on the new device."""
+        device = torch.device(device)
+        if device != self.device:
+            self.model.to(device)
+            self._extractors.clear()
+        return self
+
+    def resolve(self, layer: str) -> str:
+        """The catalogue name of ``layer`` (aliases resolved); raises a message listing the valid names."""
+        layer = self.spec.aliases.get(layer, layer)
+        if layer not in self.spec.layers:
+            available = list(self.spec.layers)
+            raise LayerError(
+                f"layer: {layer!r} is not a layer of {self.name}; available: {', '.join(available)}.",
+                layer,
+                available,
+            )
+        return layer
+
+    def channels(self, layer: str) -> int:
+        return self.spec.layers[self.resolve(layer)]
+
+    def extractor(self, layers: Iterable[str]) -> FeatureExtractor:
+        """A module that runs this network up to the deepest of ``layers`` and returns their activations.
+
+        Extractors are cached per layer set, so a dream builds one per run, not one per step.
+        """
+        wanted = frozenset(self.resolve(layer) for layer in layers)
+        if not wanted:
+            raise LayerError("layers: no layer given; name at least one.", "", list(self.spec.layers))
+        if wanted not in self._extractors:
+            self._extractors[wanted] = FeatureExtractor(
+                self.stages, wanted, self.spec.mean, self.spec.std).to(self.device)
+        return self._extractors[wanted]

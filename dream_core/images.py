@@ -1,0 +1,105 @@
+"""Image and mask tensors in and out: validation, layouts, files.
+
+Inside ``dream_core`` an image is :math:`(B, 3, H, W)` float RGB in 0..1 and a mask is
+:math:`(B \\text{ or } 1, 1, H, W)` in 0..1. ComfyUI's IMAGE is :math:`(B, H, W, 3)`; convert with
+:func:`from_bhwc` / :func:`to_bhwc` (a ``movedim``, never a transpose, which would mirror the picture).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import DreamError, ShapeError
+from .pyramid import resize
+
+__all__ = ["check_image", "prepare_mask", "from_bhwc", "to_bhwc", "load_image", "save_image"]
+
+
+def check_image(image: object, name: str = "image") -> Tensor:
+    """Validate a :math:`(B, 3, H, W)` image and return it as float32 clamped to 0..1.
+
+    Raises:
+        ShapeError: not a 4-D tensor with 3 channels.
+        DreamError: empty, or holding NaN / infinity.
+    """
+    if not isinstance(image, Tensor):
+        raise DreamError(f"{name}: expected a tensor, got {type(image).__name__}.")
+    if image.ndim != 4 or image.shape[1] != 3:
+        raise ShapeError(f"{name}: expected shape (B, 3, H, W), got {tuple(image.shape)}. "
+                         "Give an RGB image (drop the alpha channel, repeat a grey one).", tuple(image.shape))
+    if image.numel() == 0:
+        raise ShapeError(f"{name}: the image is empty, shape {tuple(image.shape)}.", tuple(image.shape))
+    if not image.is_floating_point():
+        raise DreamError(f"{name}: expected a float tensor in 0..1, got {image.dtype}; divide by 255 first.")
+    if not torch.isfinite(image).all():
+        raise DreamError(f"{name}: holds NaN or infinite values; check the node or file it came from.")
+    return image.float().clamp(0.0, 1.0)
+
+
+def from_bhwc(image: Tensor, name: str = "image") -> Tensor:
+    """ComfyUI IMAGE :math:`(B, H, W, C)` -> :math:`(B, 3, H, W)`; RGBA loses alpha, grey becomes RGB."""
+    if not isinstance(image, Tensor) or image.ndim not in (3, 4):
+        raise ShapeError(f"{name}: expected an IMAGE of shape (B, H, W, C), got "
+                         f"{tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__}.")
+    image = image if image.ndim == 4 else image.unsqueeze(0)
+    channels = image.shape[-1]
+    if channels == 1:
+        image = image.expand(-1, -1, -1, 3)
+    elif channels == 4:
+        image = image[..., :3]
+    return check_image(image.movedim(-1, 1), name)
+
+
+def to_bhwc(image: Tensor) -> Tensor:
+    """:math:`(B, 3, H, W)` -> ComfyUI IMAGE :math:`(B, H, W, 3)`, contiguous float32 on the same device."""
+    return image.movedim(1, -1).contiguous().float()
+
+
+def prepare_mask(mask: Tensor, batch: int, size: tuple[int, int], name: str = "mask") -> Tensor:
+    """Bring a mask to :math:`(B \\text{ or } 1, 1, H, W)` at ``size``, values clamped to 0..1.
+
+    Args:
+        mask: :math:`(H, W)`, :math:`(B, H, W)` or :math:`(B, 1, H, W)`, any size (resized bilinearly).
+        batch: the image batch size; the mask batch must be 1 (shared) or equal to it.
+        size: ``(H, W)`` of the image.
+    """
+    if not isinstance(mask, Tensor) or mask.ndim not in (2, 3, 4) or (mask.ndim == 4 and mask.shape[1] != 1):
+        shape = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
+        raise ShapeError(f"{name}: expected (H, W), (B, H, W) or (B, 1, H, W), got {shape}.")
+    mask = mask.reshape(-1, 1, *mask.shape[-2:]).float()
+    if mask.shape[0] not in (1, batch):
+        raise ShapeError(f"{name}: has {mask.shape[0]} masks for {batch} images; give 1 mask or {batch}.",
+                         tuple(mask.shape))
+    if not torch.isfinite(mask).all():
+        raise DreamError(f"{name}: holds NaN or infinite values.")
+    return resize(mask, size).clamp(0.0, 1.0)
+
+
+def load_image(path: str | Path) -> Tensor:
+    """Read an image file as :math:`(1, 3, H, W)` float32 RGB in 0..1."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as picture:
+            array = np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0
+    except (OSError, UnidentifiedImageError) as error:
+        raise DreamError(f"input: cannot read {path} as an image ({error}).") from error
+    return torch.from_numpy(array).movedim(-1, 0).unsqueeze(0)
+
+
+def save_image(image: Tensor, path: str | Path) -> Path:
+    """Write :math:`(3, H, W)` or :math:`(1, 3, H, W)` in 0..1 as an 8-bit image; the format follows the suffix."""
+    from PIL import Image
+
+    image = image.squeeze(0) if image.ndim == 4 else image
+    array = (image.detach().float().clamp(0, 1).movedim(0, -1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+    path = Path(path)
+    try:
+        Image.fromarray(array).save(path)
+    except (OSError, ValueError) as error:
+        raise DreamError(f"output: cannot write {path} ({error}).") from error
+    return path

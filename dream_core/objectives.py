@@ -1,0 +1,143 @@
+"""Objectives: what a dream maximises, as values you can add and scale.
+
+An :class:`Objective` maps the activations of a forward pass, ``{layer: (B, C, H, W)}``, to one
+score per batch item, shape ``(B,)``. It knows the layers it reads (``.layers``), so the feature
+extractor runs only as deep as the whole sum needs. Objectives compose::
+
+    objective = l2("inception4c") + 0.5 * channel("inception4d", 97) - 0.1 * mean_activation("conv2")
+
+Scores are means, not sums, so they do not grow with the image size and weights stay comparable
+across layers of different sizes (the Keras source divides by the activation's size for the same reason).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from torch import Tensor
+
+from .errors import DreamError
+
+__all__ = ["Objective", "objective", "l2", "mean_activation", "channel", "layer_objective", "LOSSES"]
+
+Activations = Mapping[str, Tensor]
+
+
+class Objective:
+    """A score to maximise, computed from named activations.
+
+    Args:
+        fn: ``activations -> (B,)`` scores.
+        layers: the layer names ``fn`` reads.
+        description: a readable formula, shown in ``repr`` and in logs.
+    """
+
+    def __init__(self, fn: Callable[[Activations], Tensor], layers: Iterable[str], description: str) -> None:
+        self.fn = fn
+        self.layers = frozenset(layers)
+        self.description = description
+
+    def __call__(self, activations: Activations) -> Tensor:
+        return self.fn(activations)
+
+    def __repr__(self) -> str:
+        return f"Objective({self.description})"
+
+    def __add__(self, other: Objective | float) -> Objective:
+        if isinstance(other, Objective):
+            return Objective(lambda a: self(a) + other(a), self.layers | other.layers,
+                             f"{self.description} + {other.description}")
+        if isinstance(other, (int, float)):
+            return Objective(lambda a: self(a) + other, self.layers, f"{self.description} + {other:g}")
+        return NotImplemented
+
+    __radd__ = __add__  # sum([...]) starts from 0
+
+    def __mul__(self, factor: float) -> Objective:
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)):
+            return NotImplemented
+        return Objective(lambda a: factor * self(a), self.layers, f"{factor:g} * ({self.description})")
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, divisor: float) -> Objective:
+        if isinstance(divisor, bool) or not isinstance(divisor, (int, float)):
+            return NotImplemented
+        return self * (1.0 / divisor)
+
+    def __neg__(self) -> Objective:
+        return self * -1
+
+    def __sub__(self, other: Objective | float) -> Objective:
+        return self + (-other)
+
+    def __rsub__(self, other: float) -> Objective:
+        return -self + other
+
+
+def objective(factory: Callable[..., Callable[[Activations], Tensor]]) -> Callable[..., Objective]:
+    """Turn ``factory(layer, *args) -> fn(activations)`` into a factory of described Objectives.
+
+    The first argument of the factory is the layer it reads; the description is built from the
+    factory's name and arguments, e.g. ``channel(inception4c, 97)``.
+    """
+
+    @functools.wraps(factory)
+    def build(layer: str, *args, **kwargs) -> Objective:
+        shown = [layer, *map(str, args), *(f"{k}={v}" for k, v in kwargs.items() if v is not None)]
+        return Objective(factory(layer, *args, **kwargs), [layer], f"{factory.__name__}({', '.join(shown)})")
+
+    return build
+
+
+def _select(activation: Tensor, channels: Sequence[int] | int | None, crop: int) -> Tensor:
+    """The part of ``activation`` (B, C, H, W) that a layer objective scores."""
+    if channels is not None:
+        index = [channels] if isinstance(channels, int) else list(channels)
+        count = activation.shape[1]
+        if not index or not all(-count <= c < count for c in index):
+            raise DreamError(f"channel: {index} is outside this layer's channels 0..{count - 1}.")
+        activation = activation[:, index]
+    if crop:
+        if min(activation.shape[-2:]) <= 2 * crop:
+            raise DreamError(f"crop: cropping {crop} from each border leaves nothing of a "
+                             f"{tuple(activation.shape[-2:])} activation; lower it or use a larger image.")
+        activation = activation[..., crop:-crop, crop:-crop]
+    return activation
+
+
+@objective
+def l2(layer: str, channels: Sequence[int] | int | None = None, crop: int = 0) -> Callable[[Activations], Tensor]:
+    """``0.5 * mean(a**2)`` of the layer (or of some channels): the classic DeepDream loss.
+
+    Its gradient with respect to the activation is the activation itself, which is what
+    ``act.backward(act)`` in the PyTorch source and Google's original compute. ``crop`` drops that many
+    activation pixels at each border to avoid edge artefacts, as the Keras source does with 2.
+    """
+    return lambda acts: 0.5 * _select(acts[layer], channels, crop).square().flatten(1).mean(1)
+
+
+@objective
+def mean_activation(layer: str, channels: Sequence[int] | int | None = None,
+                    crop: int = 0) -> Callable[[Activations], Tensor]:
+    """``mean(a)`` of the layer: the loss of the InceptionV3 DeepDreamer source; favours what fires positively."""
+    return lambda acts: _select(acts[layer], channels, crop).flatten(1).mean(1)
+
+
+@objective
+def channel(layer: str, index: int) -> Callable[[Activations], Tensor]:
+    """The mean activation of one channel: visualises what that feature detects."""
+    return lambda acts: _select(acts[layer], index, 0).flatten(1).mean(1)
+
+
+LOSSES: dict[str, Callable[..., Objective]] = {"l2": l2, "mean": mean_activation}
+
+
+def layer_objective(layer: str, weight: float = 1.0, loss: str = "l2",
+                    channels: Sequence[int] | int | None = None, crop: int = 0) -> Objective:
+    """``weight * loss(layer)``, with the loss chosen by name (``"l2"`` or ``"mean"``)."""
+    if loss not in LOSSES:
+        raise DreamError(f"loss: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}.")
+    return weight * LOSSES[loss](layer, channels, crop=crop)
+

@@ -1,0 +1,120 @@
+"""The octave pyramid: dream small first, then carry what was dreamed up to the next size.
+
+Two ways to carry it, both from the sources:
+
+- ``"reinject"`` (Google's original DeepDream, the Keras source's "lost detail"): every level starts
+  from the *original* image at that size plus the dreamed detail (dreamed minus original) of the level
+  below, upscaled. With no steps taken the detail stays zero and the original comes back exactly.
+- ``"blend"`` (the VGG19 source): each level is the original at that size, blurred and downscaled
+  from the level above, mixed with the upscaled dream of the level below: ``(1 - blend) * base +
+  blend * dream``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+
+import torch
+from kornia.filters import gaussian_blur2d
+from kornia.geometry.transform import resize as _kornia_resize
+from torch import Tensor
+
+from .errors import check
+
+__all__ = ["octave_sizes", "resize", "gaussian_blur", "dream_octaves", "DETAIL_MODES"]
+
+log = logging.getLogger("DeepDreamNodes")
+DETAIL_MODES = ("reinject", "blend")
+BLEND_BLUR_SIGMA = 2.0  # the VGG19 source blurs with a radius-2 Gaussian before each downscale
+
+
+def octave_sizes(size: tuple[int, int], octaves: int, scale: float, min_size: int = 32) -> list[tuple[int, int]]:
+    """Sizes of the pyramid levels, smallest first; the last one is ``size``.
+
+    Args:
+        size: ``(H, W)`` of the image.
+        octaves: number of levels wanted (1 = no pyramid).
+        scale: ratio between neighbouring levels, > 1.
+        min_size: the shorter side of every level stays at least this large.
+
+    Convention: level ``i`` below the top has sides ``round(side / scale**i)``. Levels whose shorter
+    side would fall below ``min_size`` are dropped with a warning, never an error.
+
+    Example:
+        >>> octave_sizes((256, 384), 3, 2.0)
+        [(64, 96), (128, 192), (256, 384)]
+    """
+    check(octaves >= 1, f"octaves: need at least 1, got {octaves}.")
+    check(scale > 1.0 or octaves == 1, f"octave_scale: must be above 1 to shrink each octave, got {scale}.")
+    height, width = size
+    sizes = []
+    for level in range(octaves):
+        shrink = scale**level
+        level_size = (max(1, round(height / shrink)), max(1, round(width / shrink)))
+        if level > 0 and min(level_size) < min_size:
+            log.warning("octaves: %dx%d allows %d of the %d octaves asked for (the smallest level must "
+                        "stay at least %d px); dreaming with %d.", height, width, level, octaves, min_size, level)
+            break
+        sizes.append(level_size)
+    return sizes[::-1]
+
+
+def resize(image: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize of ``(B, C, H, W)`` to ``size``, antialiased when shrinking; a no-op at the same size."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    shrinking = size[0] < image.shape[-2] or size[1] < image.shape[-1]
+    return _kornia_resize(image, size, interpolation="bilinear", align_corners=False, antialias=shrinking)
+
+
+def gaussian_blur(image: Tensor, sigma: float) -> Tensor:
+    """Gaussian blur of :math:`(B, C, H, W)`; ``sigma <= 0`` returns the input unchanged.
+
+    The kernel spans 3 sigma each side, capped to what reflect padding allows at small sizes.
+    """
+    if sigma <= 0:
+        return image
+    kernel = min(2 * math.ceil(3 * sigma) + 1, 2 * (min(image.shape[-2:]) // 2) - 1)
+    return image if kernel < 3 else gaussian_blur2d(image, kernel, (sigma, sigma), border_type="reflect")
+
+
+def dream_octaves(
+    image: Tensor,
+    sizes: list[tuple[int, int]],
+    dream_level: Callable[[Tensor, int], Tensor],
+    detail: str = "reinject",
+    blend: float = 0.6,
+) -> Tensor:
+    """Run ``dream_level(image_at_level, level)`` from the smallest size to the largest.
+
+    Args:
+        image: :math:`(B, C, H, W)`, the original; ``sizes[-1]`` must be its size.
+        sizes: level sizes, smallest first (see :func:`octave_sizes`).
+        dream_level: dreams one level and returns the image at the same size.
+        detail: ``"reinject"`` or ``"blend"`` (see the module docstring).
+        blend: weight of the upscaled dream in ``"blend"`` mode, 0..1 (the source uses 0.6).
+
+    Returns:
+        :math:`(B, C, H, W)`, the dream at full size.
+    """
+    check(detail in DETAIL_MODES, f"detail: unknown mode {detail!r}; choose one of {', '.join(DETAIL_MODES)}.")
+    check(0.0 <= blend <= 1.0, f"blend: must be within 0..1, got {blend}.")
+    check(tuple(sizes[-1]) == tuple(image.shape[-2:]),
+          f"sizes: the last level {sizes[-1]} must be the image size {tuple(image.shape[-2:])}.")
+    if detail == "reinject":
+        dreamed = previous_base = None
+        for level, size in enumerate(sizes):
+            base = resize(image, size)
+            start = base if dreamed is None else base + resize(dreamed - previous_base, size)
+            dreamed, previous_base = dream_level(start, level), base
+        return dreamed
+    bases = [image]
+    for size in reversed(sizes[:-1]):
+        bases.append(resize(gaussian_blur(bases[-1], BLEND_BLUR_SIGMA), size))
+    dreamed = None
+    for level, base in enumerate(reversed(bases)):
+        start = base if dreamed is None else torch.lerp(base, resize(dreamed, base.shape[-2:]), blend)
+        dreamed = dream_level(start, level)
+    return dreamed

@@ -1,0 +1,173 @@
+"""Where a backbone's weights come from: a file, torchvision's checked download, or a seeded random init.
+
+Files are read safely (safetensors, or ``torch.load(weights_only=True)``), must carry torchvision's
+state-dict keys, and are checked key by key so that a wrong file is named and explained instead of
+failing deep inside ``load_state_dict``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .backbones import Backbone, BackboneSpec, get_spec
+from .errors import WeightsError
+
+__all__ = ["load_backbone", "read_state_dict", "download_weights", "WEIGHT_EXTENSIONS"]
+
+WEIGHT_EXTENSIONS = (".pth", ".pt", ".safetensors", ".bin")
+Progress = Callable[[int, int], None]  # (bytes done, bytes total or 0 when unknown)
+
+
+def load_backbone(
+    name: str,
+    weights: str | Path = "random",
+    *,
+    seed: int = 0,
+    weights_dir: str | Path | None = None,
+    device: torch.device | str = "cpu",
+    progress: Progress | None = None,
+) -> Backbone:
+    """Build a registered backbone, frozen and in eval mode.
+
+    Args:
+        name: a registry key (``dream_core.backbone_names()``).
+        weights: ``"random"`` for a seeded random init, ``"torchvision"`` for the pretrained
+            ImageNet weights (downloaded into ``weights_dir`` when not already there), or the path
+            of a ``.pth``/``.pt``/``.bin``/``.safetensors`` file with torchvision's keys.
+        seed: seed of the random init; the global RNG is left as it was.
+        weights_dir: where ``"torchvision"`` weights are looked for and downloaded to.
+        device: where the network lives.
+        progress: download progress callback ``(bytes_done, bytes_total)``.
+    """
+    spec = get_spec(name)
+    if weights == "random":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = spec.build()
+            _he_init(model)
+        return Backbone(spec, model, f"random init (seed {seed})").to(device)
+    if weights == "torchvision":
+        if weights_dir is None:
+            raise WeightsError("weights_dir: say where torchvision weights are kept (and downloaded to).")
+        path = download_weights(spec.weights_url, weights_dir, progress=progress)
+    else:
+        path = Path(weights)
+    with torch.device("meta"):  # no time spent on a random init that the file overwrites
+        model = spec.build()
+    _assign_state_dict(model, read_state_dict(path), spec, source=str(path))
+    return Backbone(spec, model, str(path)).to(device)
+
+
+def _he_init(model: nn.Module) -> None:
+    """Re-draw conv weights with He (fan-in) init and zero biases.
+
+    torchvision's GoogLeNet/Inception init (std 0.01) shrinks activations ~100x per layer, to 1e-8 by
+    inception4c; He init keeps them near unit scale, so random backbones give textures, not noise.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """Read a state dict without running pickled code: safetensors, or torch's weights-only loader."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights: no file at {path}. Give the path of a {'/'.join(WEIGHT_EXTENSIONS)} file.")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # corrupt, truncated, or a pickle with code in it
+        raise WeightsError(f"weights: {path} could not be read as a state dict ({error}).") from error
+    for wrapper in ("state_dict", "model"):  # checkpoints that wrap the state dict
+        if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
+            state = state[wrapper]
+    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise WeightsError(f"weights: {path} holds a {type(state).__name__}, not a state dict of tensors.")
+    return {key.removeprefix("module."): value for key, value in state.items()}
+
+
+def _assign_state_dict(model: nn.Module, state: Mapping[str, Tensor], spec: BackboneSpec, source: str) -> None:
+    """Load ``state`` into ``model`` (built on the meta device), explaining every mismatch."""
+    state = {k: v for k, v in state.items() if not k.startswith(spec.ignore_keys)}
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing keys {_some(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys {_some(unexpected)}")
+        raise WeightsError(
+            f"weights: {source} does not fit {spec.name}: {'; '.join(parts)}. "
+            f"Use a {spec.name} state dict with torchvision's key names.")
+    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+             for k, v in expected.items() if state[k].shape != v.shape]
+    if wrong:
+        raise WeightsError(f"weights: {source} has tensors of the wrong shape for {spec.name}: {_some(wrong)}.")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()},
+                          assign=True)
+
+
+def _some(items: list[str], limit: int = 6) -> str:
+    shown = ", ".join(items[:limit])
+    return f"{shown} (and {len(items) - limit} more)" if len(items) > limit else shown
+
+
+def download_weights(url: str, directory: str | Path, *, progress: Progress | None = None,
+                     timeout: float = 30.0) -> Path:
+    """Fetch ``url`` into ``directory`` unless the file is already there, checking its sha256.
+
+    Convention: as in torchvision, the file name carries the first hex digits of the file's sha256
+    (``googlenet-1378be20.pth``); a download whose digest does not start with them is deleted.
+    The file appears under its final name only once complete and verified.
+    """
+    directory = Path(directory)
+    target = directory / url.rsplit("/", 1)[-1]
+    if target.is_file():
+        return target
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WeightsError(f"weights: cannot create the weights folder {directory} ({error}).") from error
+    partial = target.with_name(target.name + ".part")
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+    except (urllib.error.URLError, OSError) as error:
+        partial.unlink(missing_ok=True)
+        reason = getattr(error, "reason", error)
+        raise WeightsError(
+            f"weights: could not download {url} into {directory} ({reason}). Without a network, "
+            f"download it elsewhere and put it at {target}, or choose a weights file.") from error
+    expected = re.search(r"-([0-9a-f]{6,64})\.", target.name)
+    if expected and not digest.hexdigest().startswith(expected.group(1)):
+        partial.unlink(missing_ok=True)
+        raise WeightsError(
+            f"weights: checksum mismatch for {url}: sha256 should start with {expected.group(1)}, "
+            f"got {digest.hexdigest()[:len(expected.group(1))]}. The download was deleted; try again.")
+    partial.replace(target)
+    return target
