@@ -102,7 +102,7 @@ def run_dream(args: argparse.Namespace) -> Path:
         factor = args.size / max(height, width)
         image = resize(image, (max(1, round(height * factor)), max(1, round(width * factor))))
     mask = None if args.mask is None else load_image(args.mask).mean(1)
-    objective = sum(parse_layer(text, args.loss, args.crop) for text in (args.layers or [spec.default_layer]))
+    objective = Objective.sum(parse_layer(text, args.loss, args.crop) for text in (args.layers or [spec.default_layer]))
     device = pick_device(args.device)
     with tqdm(unit="B", unit_scale=True, desc="weights", disable=args.weights != "torchvision", leave=False) as bar:
         def downloaded(done: int, total: int) -> None:

@@ -90,7 +90,7 @@ def deepdream(
     total, done = batch * len(sizes) * steps, 0
 
     def dream_item(index: int) -> Tensor:
-        generator = torch.Generator().manual_seed(seed + index)
+        generator = torch.Generator().manual_seed((seed + index) % 2**64)
         item_mask = None if masks is None else masks[index if masks.shape[0] > 1 else 0].unsqueeze(0)
 
         def dream_level(start: Tensor, level: int) -> Tensor:

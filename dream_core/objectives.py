@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from .errors import DreamError
 
-__all__ = ["Objective", "objective", "l2", "mean_activation", "channel", "layer_objective", "LOSSES"]
+__all__ = ["Objective", "objective", "l2", "mean_activation", "channel", "layer_objective", "LOSSES",
+           "LayerTerm", "terms_objective", "guide", "gram_matrix", "gram_style"]
 
 Activations = Mapping[str, Tensor]
 
@@ -61,6 +64,14 @@ class Objective:
 
     __rmul__ = __mul__
 
+    @staticmethod
+    def sum(objectives: Iterable[Objective]) -> Objective:
+        """The sum of several objectives (at least one), without the ``+ 0`` that ``sum()`` adds."""
+        objectives = list(objectives)
+        if not objectives:
+            raise DreamError("objective: nothing to add up; give at least one objective.")
+        return functools.reduce(lambda a, b: a + b, objectives)
+
     def __truediv__(self, divisor: float) -> Objective:
         if isinstance(divisor, bool) or not isinstance(divisor, (int, float)):
             return NotImplemented
@@ -85,10 +96,15 @@ def objective(factory: Callable[..., Callable[[Activations], Tensor]]) -> Callab
 
     @functools.wraps(factory)
     def build(layer: str, *args, **kwargs) -> Objective:
-        shown = [layer, *map(str, args), *(f"{k}={v}" for k, v in kwargs.items() if v is not None)]
+        shown = [layer, *map(_show, args), *(f"{k}={_show(v)}" for k, v in kwargs.items() if v is not None)]
         return Objective(factory(layer, *args, **kwargs), [layer], f"{factory.__name__}({', '.join(shown)})")
 
     return build
+
+
+def _show(value: object) -> str:
+    """An argument as a description shows it: tensors by shape only."""
+    return f"tensor{list(value.shape)}" if isinstance(value, Tensor) else str(value)
 
 
 def _select(activation: Tensor, channels: Sequence[int] | int | None, crop: int) -> Tensor:
@@ -141,3 +157,99 @@ def layer_objective(layer: str, weight: float = 1.0, loss: str = "l2",
         raise DreamError(f"loss: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}.")
     return weight * LOSSES[loss](layer, channels, crop=crop)
 
+
+
+@dataclass(frozen=True)
+class LayerTerm:
+    """One weighted layer of a layer objective (what the Select Dream Layer node makes and chains)."""
+
+    layer: str
+    weight: float = 1.0
+    channel: int | None = None
+    loss: str = "l2"
+
+    def objective(self) -> Objective:
+        return layer_objective(self.layer, self.weight, self.loss, self.channel)
+
+
+def terms_objective(terms: Sequence[LayerTerm]) -> Objective:
+    """The sum of ``term.objective()`` over ``terms``."""
+    if not terms:
+        raise DreamError("layers: no layer selected; connect a Select Dream Layer node.")
+    return Objective.sum(term.objective() for term in terms)
+
+
+class _OnDevice:
+    """A constant tensor, copied once to each device and dtype it is used with (not once per step)."""
+
+    def __init__(self, tensor: Tensor) -> None:
+        self._copies = {(tensor.device, tensor.dtype): tensor}
+        self._source = tensor
+
+    def like(self, other: Tensor) -> Tensor:
+        key = (other.device, other.dtype)
+        if key not in self._copies:
+            self._copies[key] = self._source.to(device=other.device, dtype=other.dtype)
+        return self._copies[key]
+
+
+_GUIDE_CHUNK = 4096  # image positions matched at a time: bounds the (positions x guide positions) matrix
+
+
+@objective
+def guide(layer: str, guide_activation: Tensor) -> Callable[[Activations], Tensor]:
+    """Guided ("controlled") dream: pull each image feature towards its best-matching guide feature.
+
+    For every position ``i`` of the layer, the guide position ``j`` with the largest dot product
+    ``x_i . g_j`` is found, and the score is the mean of ``x_i . g_best(i)`` (per channel), as in the
+    PyTorch and Google sources. The match is held fixed for the gradient, so ``d score / d x_i`` is
+    the matched guide feature.
+
+    Args:
+        layer: the layer both activations come from.
+        guide_activation: the guide image's activation at ``layer``, :math:`(1, C, h, w)`.
+    """
+    guide_features = _OnDevice(guide_activation.detach().flatten(2)[0])  # (C, M)
+
+    def score(acts: Activations) -> Tensor:
+        features = acts[layer].flatten(2)  # (B, C, N)
+        target = guide_features.like(features)
+        if features.shape[1] != target.shape[0]:
+            raise DreamError(f"guide: the guide has {target.shape[0]} channels at {layer}, the image "
+                             f"{features.shape[1]}; build both from the same backbone.")
+        with torch.no_grad():
+            best = torch.cat([(chunk.transpose(1, 2) @ target).argmax(-1)
+                              for chunk in features.split(_GUIDE_CHUNK, dim=2)], dim=1)  # (B, N)
+        matched = target[:, best].movedim(1, 0)  # (B, C, N)
+        return (features * matched).mean((1, 2))
+
+    return score
+
+
+def gram_matrix(activation: Tensor) -> Tensor:
+    """Channel correlations of :math:`(B, C, H, W)` -> :math:`(B, C, C)`, divided by ``C * H * W``
+    so that the Grams of a small and a large picture of the same texture agree."""
+    batch, channels, height, width = activation.shape
+    features = activation.float().reshape(batch, channels, height * width)
+    return features @ features.transpose(1, 2) / (channels * height * width)
+
+
+@objective
+def gram_style(layer: str, target_gram: Tensor) -> Callable[[Activations], Tensor]:
+    """Gatys style: minus the squared distance between the layer's Gram matrix and the style's.
+
+    The distance is relative, ``|G - A|^2 / |A|^2``, so scores are comparable across layers and
+    backbones; maximising the score minimises the style loss.
+
+    Args:
+        layer: the layer to match.
+        target_gram: the style image's Gram at ``layer``, :math:`(1, C, C)` (see :func:`gram_matrix`).
+    """
+    target = _OnDevice(target_gram.detach().float())
+
+    def score(acts: Activations) -> Tensor:
+        gram = gram_matrix(acts[layer])
+        style = target.like(gram)
+        return -(gram - style).square().sum((1, 2)) / style.square().sum().clamp_min(1e-30)
+
+    return score

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from kornia.filters import gaussian_blur2d
@@ -23,11 +24,21 @@ from torch import Tensor
 
 from .errors import check
 
-__all__ = ["octave_sizes", "resize", "gaussian_blur", "dream_octaves", "DETAIL_MODES"]
+__all__ = ["OctaveSettings", "octave_sizes", "resize", "gaussian_blur", "dream_octaves", "DETAIL_MODES"]
 
 log = logging.getLogger("DeepDreamNodes")
 DETAIL_MODES = ("reinject", "blend")
 BLEND_BLUR_SIGMA = 2.0  # the VGG19 source blurs with a radius-2 Gaussian before each downscale
+
+
+@dataclass(frozen=True)
+class OctaveSettings:
+    """The pyramid part of a dream, passed as ``deepdream(..., **asdict(settings))``."""
+
+    octaves: int = 4
+    octave_scale: float = 1.4
+    detail: str = "reinject"
+    blend: float = 0.6
 
 
 def octave_sizes(size: tuple[int, int], octaves: int, scale: float, min_size: int = 32) -> list[tuple[int, int]]:

@@ -1,0 +1,27 @@
+"""The node registry: one line per node, from which both ComfyUI mappings are built."""
+
+from __future__ import annotations
+
+from . import host
+from .backbone_nodes import LoadBackbone, SelectLayer
+from .dream_nodes import DeepDream, GuidedDream, OctavePyramid
+from .style_nodes import StyleLoss
+
+NODE_CONFIG = {
+    # Loaders
+    "DD_LoadBackbone": {"class": LoadBackbone, "name": "Load Dream Backbone"},
+    # Dreaming
+    "DD_SelectLayer": {"class": SelectLayer, "name": "Select Dream Layer"},
+    "DD_OctavePyramid": {"class": OctavePyramid, "name": "Octave Pyramid"},
+    "DD_DeepDream": {"class": DeepDream, "name": "DeepDream"},
+    "DD_GuidedDream": {"class": GuidedDream, "name": "Guided Dream"},
+    # Objectives
+    "DD_StyleLoss": {"class": StyleLoss, "name": "Style Loss"},
+}
+
+NODE_CLASS_MAPPINGS = {node_id: entry["class"] for node_id, entry in NODE_CONFIG.items()}
+NODE_DISPLAY_NAME_MAPPINGS = {node_id: entry["name"] for node_id, entry in NODE_CONFIG.items()}
+
+host.register_model_folder()
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

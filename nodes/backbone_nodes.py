@@ -1,0 +1,91 @@
+"""Load Dream Backbone, Select Dream Layer."""
+
+from __future__ import annotations
+
+from ..dream_core import BACKBONES, load_backbone
+from ..dream_core.backbones import Backbone
+from ..dream_core.errors import DreamError
+from ..dream_core.objectives import LOSSES, LayerTerm
+from . import host
+
+DOWNLOAD, RANDOM = "torchvision (download)", "random init"
+ALL_LAYERS = list(dict.fromkeys(layer for spec in BACKBONES.values() for layer in spec.layers))
+
+
+class LoadBackbone:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "backbone": (list(BACKBONES), {"default": "googlenet", "tooltip": "The CNN to dream with. "
+                             "googlenet is the original DeepDream network; vgg19 suits style losses."}),
+                "weights": ([DOWNLOAD, RANDOM, *host.weight_files()], {"default": DOWNLOAD, "tooltip":
+                            "'torchvision (download)' fetches the ImageNet weights once into models/deepdream "
+                            "(checksum checked); 'random init' needs no file and gives abstract textures; "
+                            "or a .pth/.safetensors file from models/deepdream."}),
+            },
+            "optional": {
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1,
+                                 "tooltip": "Seed of the random init; ignored for downloaded or file weights."}),
+            },
+        }
+
+    RETURN_TYPES = ("DD_BACKBONE",)
+    RETURN_NAMES = ("backbone",)
+    OUTPUT_TOOLTIPS = ("The frozen network; connect it to Select Dream Layer and the dream nodes.",)
+    FUNCTION = "load"
+    CATEGORY = "DeepDream/loaders"
+    DESCRIPTION = ("Loads a CNN for dreaming, frozen and in eval mode. The loaded network is kept between "
+                   "runs: the same backbone and weights are not loaded twice.")
+
+    def __init__(self) -> None:
+        self.loaded: tuple[tuple, Backbone] | None = None
+
+    def load(self, backbone: str, weights: str, seed: int = 0) -> tuple[Backbone]:
+        key = (backbone, weights, seed if weights == RANDOM else None)
+        if self.loaded is None or self.loaded[0] != key:
+            source = {DOWNLOAD: "torchvision", RANDOM: "random"}.get(weights) or host.weight_file(weights)
+            with host.gradients():  # weights built here are normal tensors, usable by autograd later
+                model = load_backbone(backbone, source, seed=seed, weights_dir=host.weights_dir(),
+                                      progress=host.download_progress())
+            self.loaded = (key, model)
+        return (self.loaded[1],)
+
+
+class SelectLayer:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "backbone": ("DD_BACKBONE", {"tooltip": "The backbone whose layer to pick."}),
+                "layer": (ALL_LAYERS, {"default": "inception4c", "tooltip": "The layer whose activations "
+                          "to amplify. Early layers paint strokes and textures, deep ones eyes and animals. "
+                          "A layer the backbone lacks is refused with the list of its layers."}),
+                "weight": ("FLOAT", {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.05,
+                                     "tooltip": "How much this layer counts; negative suppresses it."}),
+                "channel": ("INT", {"default": -1, "min": -1, "max": 4095,
+                                    "tooltip": "One channel (feature) of the layer to amplify; -1 = all."}),
+                "loss": (list(LOSSES), {"default": "l2", "tooltip": "l2: 0.5 mean(a^2), the classic "
+                         "DeepDream loss; mean: mean activation (the InceptionV3 DeepDreamer's)."}),
+            },
+            "optional": {
+                "layers": ("DD_LAYERS", {"tooltip": "Layers chosen so far: chain Select Dream Layer nodes "
+                           "to dream several layers with their own weights."}),
+            },
+        }
+
+    RETURN_TYPES = ("DD_LAYERS",)
+    RETURN_NAMES = ("layers",)
+    OUTPUT_TOOLTIPS = ("The chained layers with their weights.",)
+    FUNCTION = "select"
+    CATEGORY = "DeepDream"
+    DESCRIPTION = "Picks a layer (and optionally one channel) to amplify, with a weight; chain several."
+
+    def select(self, backbone: Backbone, layer: str, weight: float, channel: int, loss: str,
+               layers: tuple[LayerTerm, ...] = ()) -> tuple[tuple[LayerTerm, ...]]:
+        name = backbone.resolve(layer)
+        channels = backbone.channels(name)
+        if channel >= channels:
+            raise DreamError(f"channel: {name} of {backbone.name} has channels 0..{channels - 1}, got {channel}.")
+        term = LayerTerm(name, weight, None if channel < 0 else channel, loss)
+        return ((*layers, term),)

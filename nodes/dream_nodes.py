@@ -1,0 +1,144 @@
+"""Octave Pyramid, DeepDream, Guided Dream."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import torch
+
+from ..dream_core import deepdream, from_bhwc, to_bhwc
+from ..dream_core.backbones import Backbone
+from ..dream_core.objectives import LayerTerm, Objective, terms_objective
+from ..dream_core.pyramid import DETAIL_MODES, OctaveSettings
+from ..dream_core.references import guided_objective
+from . import host
+
+SEED_MAX = 0xFFFFFFFFFFFFFFFF
+
+
+class OctavePyramid:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "octaves": ("INT", {"default": 4, "min": 1, "max": 12, "tooltip": "Sizes to dream at, smallest "
+                            "first; more octaves give larger patterns. Reduced automatically for small images."}),
+                "octave_scale": ("FLOAT", {"default": 1.4, "min": 1.05, "max": 4.0, "step": 0.05,
+                                           "tooltip": "Size ratio between neighbouring octaves."}),
+                "detail": (list(DETAIL_MODES), {"default": "reinject", "tooltip": "reinject: Google's "
+                           "original, dreamed detail is added to each larger octave of the original; blend: the "
+                           "VGG19 recipe, the upscaled dream is mixed with the blurred original."}),
+                "blend": ("FLOAT", {"default": 0.6, "min": 0.0, "max": 1.0, "step": 0.05,
+                                    "tooltip": "For 'blend': weight of the smaller octave's dream."}),
+            },
+        }
+
+    RETURN_TYPES = ("DD_OCTAVES",)
+    RETURN_NAMES = ("octaves",)
+    OUTPUT_TOOLTIPS = ("Pyramid settings for a dream node.",)
+    FUNCTION = "build"
+    CATEGORY = "DeepDream"
+    DESCRIPTION = "Sets up the octave pyramid: dream small first, then carry the dream up to full size."
+
+    def build(self, octaves: int, octave_scale: float, detail: str, blend: float) -> tuple[OctaveSettings]:
+        return (OctaveSettings(octaves, octave_scale, detail, blend),)
+
+
+def _ascent_inputs() -> dict:
+    return {
+        "steps": ("INT", {"default": 10, "min": 0, "max": 1000,
+                          "tooltip": "Gradient-ascent steps per octave."}),
+        "step_size": ("FLOAT", {"default": 0.01, "min": 0.0, "max": 0.5, "step": 0.001, "round": 0.0001,
+                                "tooltip": "How much a pixel changes per step on average (0..1 units)."}),
+        "jitter": ("INT", {"default": 32, "min": 0, "max": 256,
+                           "tooltip": "Largest random shift (pixels) before each step; hides grid artefacts."}),
+        "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX,
+                         "tooltip": "Seed of the jitter; image i of a batch uses seed + i."}),
+    }
+
+
+MASK_INPUT = ("MASK", {"tooltip": "Where the image may change: 1 = dream, 0 = keep exactly; soft values "
+                                  "dream less. Resized to the image."})
+OCTAVES_INPUT = ("DD_OCTAVES", {"tooltip": "Octave Pyramid settings; default 4 octaves of 1.4."})
+
+
+class DeepDream:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "The images to dream; every image of the batch is dreamed."}),
+                "backbone": ("DD_BACKBONE", {"tooltip": "From Load Dream Backbone."}),
+                "layers": ("DD_LAYERS", {"tooltip": "From Select Dream Layer: the layers to amplify."}),
+                **_ascent_inputs(),
+            },
+            "optional": {
+                "octaves": OCTAVES_INPUT,
+                "mask": MASK_INPUT,
+                "objective": ("DD_OBJECTIVE", {"tooltip": "Extra terms added to the layer objective, e.g. "
+                              "a Style Loss."}),
+                "smoothing": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 10.0, "step": 0.1, "tooltip":
+                              "Blur of the gradient (sigma in pixels at the smallest octave): smoother, "
+                              "larger patterns. 0 = off."}),
+            },
+        }
+
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("The dreamed images, same size and batch as the input.",)
+    FUNCTION = "dream"
+    CATEGORY = "DeepDream"
+    DESCRIPTION = ("DeepDream: gradient ascent on the image to amplify what the chosen layers see, over an "
+                   "octave pyramid, with random jitter and normalised gradients.")
+
+    def dream(self, image: torch.Tensor, backbone: Backbone, layers: tuple[LayerTerm, ...], steps: int,
+              step_size: float, jitter: int, seed: int, octaves: OctaveSettings | None = None,
+              mask: torch.Tensor | None = None, objective: Objective | None = None,
+              smoothing: float = 0.0) -> tuple[torch.Tensor]:
+        total = terms_objective(layers) if objective is None else terms_objective(layers) + objective
+        return run_dream(image, backbone, lambda: total, octaves, mask, steps=steps, step_size=step_size,
+                         jitter=jitter, seed=seed, smoothing=smoothing)
+
+
+class GuidedDream(DeepDream):
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "The images to dream; every image of the batch is dreamed."}),
+                "guide_image": ("IMAGE", {"tooltip": "What to dream of: each feature of the image is pulled "
+                                "towards its best match among this picture's features (first image used)."}),
+                "backbone": ("DD_BACKBONE", {"tooltip": "From Load Dream Backbone."}),
+                "layers": ("DD_LAYERS", {"tooltip": "The layers at which image and guide are matched."}),
+                **_ascent_inputs(),
+            },
+            "optional": {"octaves": OCTAVES_INPUT, "mask": MASK_INPUT},
+        }
+
+    OUTPUT_TOOLTIPS = ("The images dreamed towards the guide, same size and batch as the input.",)
+    DESCRIPTION = ("Guided (controlled) DeepDream: instead of amplifying whatever the layers see, steer the "
+                   "dream towards the features of a guide image.")
+
+    def dream(self, image: torch.Tensor, guide_image: torch.Tensor, backbone: Backbone,
+              layers: tuple[LayerTerm, ...], steps: int, step_size: float, jitter: int, seed: int,
+              octaves: OctaveSettings | None = None, mask: torch.Tensor | None = None) -> tuple[torch.Tensor]:
+        return run_dream(image, backbone, lambda: guided_objective(backbone, from_bhwc(guide_image, "guide_image"),
+                                                                   layers),
+                         octaves, mask, steps=steps, step_size=step_size, jitter=jitter, seed=seed)
+
+
+def run_dream(image: torch.Tensor, backbone: Backbone, make_objective, octaves: OctaveSettings | None,
+              mask: torch.Tensor | None, **settings) -> tuple[torch.Tensor]:
+    """IMAGE in, IMAGE out: ``deepdream`` on the host's device, inside the grad-mode escape.
+
+    ``make_objective`` runs inside the escape and on the compute device, so objectives that run a
+    reference image through the backbone get normal tensors in the right place.
+    """
+    device = host.compute_device()
+    with host.gradients(), host.backbone_on(backbone, device, pixels=image[..., 0].numel()):
+        host.make_trainable_copy_if_inference(backbone)
+        dream = deepdream(from_bhwc(image).to(device), backbone, make_objective(),
+                          **asdict(octaves or OctaveSettings()),
+                          mask=None if mask is None else mask.to(device),
+                          progress=host.progress_callback(), cancel=host.interrupted, **settings)
+        return (to_bhwc(dream).to(host.output_device()),)
