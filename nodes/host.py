@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +43,24 @@ def register_model_folder() -> None:
     else:
         paths = [os.path.join(folder_paths.models_dir, MODEL_FOLDER)]
     folder_paths.folder_names_and_paths[MODEL_FOLDER] = (paths, set(WEIGHT_EXTENSIONS))
+
+
+EXAMPLE_INPUTS = {"deepdream_example.jpg": "example.jpg", "deepdream_guide.jpg": "guide.jpg"}
+
+
+def install_example_inputs() -> None:
+    """Copy the bundled pictures into the host's input folder, so the example workflows run as shipped."""
+    if folder_paths is None:
+        return
+    assets = Path(__file__).resolve().parents[1] / "assets"
+    target = Path(folder_paths.get_input_directory())
+    for name, source in EXAMPLE_INPUTS.items():
+        if not (target / name).exists():
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(assets / source, target / name)
+            except OSError as error:  # a read-only input folder must not stop the pack from loading
+                log.warning("DeepDreamNodes: could not copy the example image %s to %s (%s).", name, target, error)
 
 
 def weights_dir() -> Path:
@@ -172,7 +191,7 @@ def download_progress() -> Callable[[int, int], None] | None:
 
 
 __all__ = [
-    "register_model_folder", "weights_dir", "weight_files", "weight_file", "compute_device",
+    "register_model_folder", "install_example_inputs", "weights_dir", "weight_files", "weight_file", "compute_device",
     "output_device", "gradients", "make_trainable_copy_if_inference", "backbone_on", "progress_callback",
     "interrupted", "download_progress",
 ]

@@ -30,3 +30,26 @@ def image() -> torch.Tensor:
     generator = torch.Generator().manual_seed(1)
     coarse = torch.rand(1, 3, 8, 10, generator=generator)
     return torch.nn.functional.interpolate(coarse, size=(64, 80), mode="bilinear", align_corners=False)
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+PACK_NAME = "deepdream-nodes-under-test"  # any folder name: ComfyUI imports the pack as a package
+
+
+def import_pack():
+    """Import the repository as ComfyUI does: as a package whose name is its (arbitrary) folder name."""
+    import importlib.util
+    import sys
+
+    if PACK_NAME not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            PACK_NAME, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[PACK_NAME] = module
+        spec.loader.exec_module(module)
+    return sys.modules[PACK_NAME]
+
+
+@pytest.fixture(scope="session")
+def pack():
+    return import_pack()

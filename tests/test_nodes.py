@@ -1,0 +1,261 @@
+import inspect
+import subprocess
+import sys
+import types
+
+import pytest
+import torch
+
+from conftest import ROOT
+
+WIDGETS = {"INT", "FLOAT", "STRING", "BOOLEAN"}
+
+
+def nodes(pack):
+    return list(pack.NODE_CLASS_MAPPINGS.items())
+
+
+def test_pack_imports_from_any_folder_name_without_comfy_and_stays_light(tmp_path):
+    (tmp_path / "Some Folder-Name").symlink_to(ROOT, target_is_directory=True)
+    code = (
+        "import importlib, sys\n"
+        "pack = importlib.import_module('Some Folder-Name')\n"
+        "heavy = [m for m in ('comfy', 'torchvision', 'folder_paths') if m in sys.modules]\n"
+        "print(sorted(pack.NODE_CLASS_MAPPINGS), heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    ids = ["DD_DeepDream", "DD_GuidedDream", "DD_LoadBackbone", "DD_OctavePyramid", "DD_SelectLayer", "DD_StyleLoss"]
+    assert result.stdout.strip() == f"{ids} []"
+
+
+def test_ids_and_display_names(pack):
+    assert set(pack.NODE_CLASS_MAPPINGS) == set(pack.NODE_DISPLAY_NAME_MAPPINGS)
+    assert pack.NODE_DISPLAY_NAME_MAPPINGS["DD_LoadBackbone"] == "Load Dream Backbone"
+    assert pack.NODE_DISPLAY_NAME_MAPPINGS["DD_SelectLayer"] == "Select Dream Layer"
+
+
+@pytest.mark.parametrize("node_id", ["DD_LoadBackbone", "DD_SelectLayer", "DD_OctavePyramid", "DD_DeepDream",
+                                     "DD_GuidedDream", "DD_StyleLoss"])
+def test_declared_inputs_match_the_function_signature(pack, node_id):
+    cls = pack.NODE_CLASS_MAPPINGS[node_id]
+    spec = cls.INPUT_TYPES()
+    parameters = inspect.signature(getattr(cls, cls.FUNCTION)).parameters
+    names = [name for name in parameters if name != "self"]
+    required, optional = list(spec["required"]), list(spec.get("optional", {}))
+    assert sorted(names) == sorted(required + optional)
+    for name in required:
+        assert parameters[name].default is inspect.Parameter.empty, f"{name} is required but has a default"
+    for name in optional:
+        assert parameters[name].default is not inspect.Parameter.empty, f"{name} is optional without a default"
+    assert len(cls.RETURN_TYPES) == len(cls.RETURN_NAMES) == len(cls.OUTPUT_TOOLTIPS)
+    assert cls.CATEGORY.startswith("DeepDream") and len(cls.DESCRIPTION) > 30
+
+
+@pytest.mark.parametrize("node_id", ["DD_LoadBackbone", "DD_SelectLayer", "DD_OctavePyramid", "DD_DeepDream",
+                                     "DD_GuidedDream", "DD_StyleLoss"])
+def test_every_input_has_a_tooltip_and_sane_bounds(pack, node_id):
+    spec = pack.NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()
+    for section in spec.values():
+        for name, (kind, *options) in section.items():
+            opts = options[0] if options else {}
+            assert len(opts.get("tooltip", "")) > 10, f"{node_id}.{name} lacks a tooltip"
+            if kind in ("INT", "FLOAT"):
+                assert opts["min"] <= opts["default"] <= opts["max"], name
+            if kind == "FLOAT":
+                assert "step" in opts and opts["step"] <= max(abs(opts["default"]), 1.0), f"{name} needs a step"
+            if isinstance(kind, list):
+                assert opts.get("default", kind[0]) in kind
+
+
+def test_seed_inputs_are_named_seed(pack):
+    for node_id in ("DD_DeepDream", "DD_GuidedDream"):
+        assert "seed" in pack.NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()["required"]
+
+
+@pytest.fixture
+def nodes_run(pack):
+    """Instances of every node, and a batch-of-2 graph built under inference mode, as the host runs it."""
+    mapping = pack.NODE_CLASS_MAPPINGS
+    with torch.inference_mode():
+        backbone, = mapping["DD_LoadBackbone"]().load("googlenet", "random init", 0)
+        layers, = mapping["DD_SelectLayer"]().select(backbone, "inception3a", 1.0, -1, "l2")
+        layers, = mapping["DD_SelectLayer"]().select(backbone, "inception3b", 0.5, 7, "mean", layers)
+        octaves, = mapping["DD_OctavePyramid"]().build(2, 1.4, "reinject", 0.6)
+    return mapping, backbone, layers, octaves
+
+
+def _image(batch=2, height=64, width=72):
+    generator = torch.Generator().manual_seed(0)
+    coarse = torch.rand(batch, 3, 8, 9, generator=generator)
+    return torch.nn.functional.interpolate(coarse, size=(height, width), mode="bilinear").movedim(1, -1)
+
+
+def _assert_dreamed(out, image):
+    assert out.shape == image.shape and out.dtype == torch.float32 and out.device.type == "cpu"
+    assert out.min() >= 0 and out.max() <= 1
+    for index in range(image.shape[0]):
+        assert (out[index] - image[index]).abs().mean() > 1e-3, f"batch item {index} was not dreamed"
+
+
+def test_deepdream_node_under_inference_mode(nodes_run):
+    mapping, backbone, layers, octaves = nodes_run
+    image = _image()
+    with torch.inference_mode():
+        out, = mapping["DD_DeepDream"]().dream(image, backbone, layers, 3, 0.01, 8, 0, octaves, smoothing=1.0)
+    _assert_dreamed(out, image)
+    assert [term.layer for term in layers] == ["inception3a", "inception3b"] and layers[1].channel == 7
+
+
+def test_guided_dream_node_under_inference_mode(nodes_run):
+    mapping, backbone, layers, octaves = nodes_run
+    image = _image()
+    with torch.inference_mode():
+        out, = mapping["DD_GuidedDream"]().dream(image, _image(1, 50, 40), backbone, layers, 3, 0.01, 8, 0, octaves)
+    _assert_dreamed(out, image)
+
+
+def test_style_loss_node_chains_into_a_dream(nodes_run):
+    mapping, backbone, layers, octaves = nodes_run
+    image = _image()
+    with torch.inference_mode():
+        style, = mapping["DD_StyleLoss"]().build(_image(1, 48, 48), backbone, layers, 2.0)
+        both, = mapping["DD_StyleLoss"]().build(_image(1, 48, 48), backbone, layers, 1.0, style)
+        out, = mapping["DD_DeepDream"]().dream(image, backbone, layers, 3, 0.01, 8, 0, octaves, objective=both)
+    _assert_dreamed(out, image)
+    assert both.layers == {"inception3a", "inception3b"} and "gram_style" in both.description
+
+
+def test_a_backbone_built_under_inference_mode_elsewhere_still_dreams(pack, nodes_run):
+    mapping, _, layers, octaves = nodes_run
+    with torch.inference_mode():
+        backbone = pack.dream_core.load_backbone("googlenet", "random")  # not through the loader's escape
+        assert next(backbone.model.parameters()).is_inference()
+        out, = mapping["DD_DeepDream"]().dream(_image(1), backbone, layers, 2, 0.01, 8, 0, octaves)
+    assert out.shape == (1, 64, 72, 3)
+
+
+def test_mask_node_input_keeps_the_masked_out_part(nodes_run):
+    mapping, backbone, layers, octaves = nodes_run
+    image = _image()
+    mask = torch.zeros(1, 32, 36)
+    mask[..., :18] = 1.0
+    with torch.inference_mode():
+        out, = mapping["DD_DeepDream"]().dream(image, backbone, layers, 3, 0.01, 8, 0, octaves, mask)
+    assert torch.equal(out[:, :, 40:], image[:, :, 40:])
+    assert (out[:, :, :32] - image[:, :, :32]).abs().mean() > 1e-3
+
+
+def test_select_layer_refuses_a_layer_the_backbone_lacks(pack, nodes_run):
+    mapping, backbone, _, _ = nodes_run
+    with pytest.raises(pack.dream_core.LayerError, match="'Mixed_6b' is not a layer of googlenet; available: conv1"):
+        mapping["DD_SelectLayer"]().select(backbone, "Mixed_6b", 1.0, -1, "l2")
+    with pytest.raises(pack.dream_core.DreamError, match="inception3a of googlenet has channels 0..255, got 300"):
+        mapping["DD_SelectLayer"]().select(backbone, "inception3a", 1.0, 300, "l2")
+
+
+def test_layer_combo_offers_only_existing_layers(pack):
+    combo = pack.NODE_CLASS_MAPPINGS["DD_SelectLayer"].INPUT_TYPES()["required"]["layer"][0]
+    every = {layer for spec in pack.dream_core.BACKBONES.values() for layer in spec.layers}
+    assert set(combo) == every and len(combo) == len(set(combo))
+
+
+def test_loader_caches_the_backbone(pack):
+    loader = pack.NODE_CLASS_MAPPINGS["DD_LoadBackbone"]()
+    first, = loader.load("alexnet", "random init", 1)
+    assert loader.load("alexnet", "random init", 1)[0] is first
+    assert loader.load("alexnet", "random init", 2)[0] is not first
+
+
+@pytest.fixture
+def fake_host(pack, monkeypatch, tmp_path):
+    """Stand-ins for comfy.utils, comfy.model_management and folder_paths, recording what the nodes do."""
+    host = pack.nodes.host
+    record = types.SimpleNamespace(updates=[], interrupt_after=None, checks=0, freed=[])
+
+    class ProgressBar:
+        def __init__(self, total):
+            record.updates.append(("new", total))
+
+        def update_absolute(self, value, total=None, preview=None):
+            record.updates.append((value, total, preview))
+
+    def throw_exception_if_processing_interrupted():
+        record.checks += 1
+        if record.interrupt_after is not None and record.checks > record.interrupt_after:
+            raise InterruptedError("Processing interrupted")  # the host's own exception type
+
+    management = types.SimpleNamespace(
+        get_torch_device=lambda: torch.device("cpu"), intermediate_device=lambda: torch.device("cpu"),
+        throw_exception_if_processing_interrupted=throw_exception_if_processing_interrupted,
+        free_memory=lambda amount, device: record.freed.append((amount, device)), soft_empty_cache=lambda: None)
+    folders = types.SimpleNamespace(
+        folder_names_and_paths={"deepdream": ([str(tmp_path / "extra")], set())},
+        models_dir=str(tmp_path / "models"), get_input_directory=lambda: str(tmp_path / "input"))
+    folders.get_folder_paths = lambda name: folders.folder_names_and_paths[name][0]
+    folders.get_filename_list = lambda name: sorted(
+        p.name for d in folders.get_folder_paths(name) for p in __import__("pathlib").Path(d).glob("*")
+        if p.suffix in folders.folder_names_and_paths[name][1])
+    folders.get_full_path = lambda name, file: next(
+        (str(p) for d in folders.get_folder_paths(name) for p in [__import__("pathlib").Path(d) / file] if p.is_file()),
+        None)
+    monkeypatch.setattr(host, "comfy_utils", types.SimpleNamespace(ProgressBar=ProgressBar))
+    monkeypatch.setattr(host, "model_management", management)
+    monkeypatch.setattr(host, "folder_paths", folders)
+    return record
+
+
+def test_progress_gets_steps_times_octaves_updates_with_previews(nodes_run, fake_host):
+    mapping, backbone, layers, octaves = nodes_run
+    with torch.inference_mode():
+        mapping["DD_DeepDream"]().dream(_image(1), backbone, layers, 5, 0.01, 8, 0, octaves)
+    assert fake_host.updates[0] == ("new", 10)
+    steps = fake_host.updates[1:]
+    assert [u[0] for u in steps] == list(range(1, 11)) and {u[1] for u in steps} == {10}
+    previews = [u for u in steps if u[2] is not None]
+    assert [u[0] for u in previews] == [5, 10]
+    kind, picture, size = previews[-1][2]
+    assert kind == "JPEG" and picture.size == (72, 64) and size == 512
+
+
+def test_cancel_stops_within_one_step_and_nothing_is_returned(nodes_run, fake_host):
+    mapping, backbone, layers, octaves = nodes_run
+    fake_host.interrupt_after = 3
+    outputs = []
+    with pytest.raises(InterruptedError), torch.inference_mode():
+        outputs.append(mapping["DD_DeepDream"]().dream(_image(1), backbone, layers, 5, 0.01, 8, 0, octaves))
+    assert fake_host.checks == 4 and outputs == []
+    assert [u[0] for u in fake_host.updates[1:]] == [1, 2, 3]  # no step ran after the interrupt
+
+
+def test_model_folder_is_registered_keeping_configured_paths(pack, fake_host, tmp_path):
+    host = pack.nodes.host
+    host.register_model_folder()
+    paths, extensions = host.folder_paths.folder_names_and_paths["deepdream"]
+    assert paths == [str(tmp_path / "extra")] and {".pth", ".safetensors"} <= extensions
+    assert host.weights_dir() == tmp_path / "extra"
+    (tmp_path / "extra").mkdir()
+    torch.save(pack.dream_core.load_backbone("alexnet", "random", seed=4).model.state_dict(), tmp_path / "extra" / "mine.pth")
+    (tmp_path / "extra" / "notes.txt").write_text("not weights")
+    combo = pack.NODE_CLASS_MAPPINGS["DD_LoadBackbone"].INPUT_TYPES()["required"]["weights"][0]
+    assert combo == ["torchvision (download)", "random init", "mine.pth"]
+    loaded, = pack.NODE_CLASS_MAPPINGS["DD_LoadBackbone"]().load("alexnet", "mine.pth")
+    assert loaded.source == str(tmp_path / "extra" / "mine.pth")
+    with pytest.raises(pack.dream_core.WeightsError, match="'gone.pth' is not in the deepdream model folder"):
+        pack.NODE_CLASS_MAPPINGS["DD_LoadBackbone"]().load("alexnet", "gone.pth")
+
+
+def test_example_inputs_are_copied_to_the_input_folder(pack, fake_host, tmp_path):
+    pack.nodes.host.install_example_inputs()
+    assert (tmp_path / "input" / "deepdream_example.jpg").read_bytes() == (ROOT / "assets" / "example.jpg").read_bytes()
+    assert (tmp_path / "input" / "deepdream_guide.jpg").is_file()
+
+
+def test_pyproject_declares_the_comfy_registry_table():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "comfyui" not in project["project"]["name"].lower()
+    assert {"PublisherId", "DisplayName", "Icon"} <= set(project["tool"]["comfy"])
+    assert not {"torch", "torchvision", "numpy", "pillow"} & {d.split(">")[0].split("=")[0]
+                                                              for d in project["project"]["dependencies"]}

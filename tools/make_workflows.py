@@ -1,0 +1,215 @@
+"""Write example_workflows/*.json (UI format), their API twins (example_workflows/api/*.json) and
+docs/deepdream_basic.png.
+
+Run from the repository root: ``python tools/make_workflows.py``. Each workflow is described once,
+below, in API terms; the UI file gets the node layout, links and widget values in input order,
+so the two files always hold the same graph.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT.parent))
+pack = importlib.import_module(ROOT.name)  # the pack, imported as ComfyUI imports it
+
+DOWNLOAD = "torchvision (download)"
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
+
+# Core nodes: (link inputs with types, widget names, outputs).
+CORE = {
+    "LoadImage": ([], ["image", "upload"], [("IMAGE", "IMAGE"), ("MASK", "MASK")]),
+    "SaveImage": ([("images", "IMAGE")], ["filename_prefix"], []),
+    "CheckpointLoaderSimple": ([], ["ckpt_name"], [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")]),
+    "CLIPTextEncode": ([("clip", "CLIP")], ["text"], [("CONDITIONING", "CONDITIONING")]),
+    "EmptyLatentImage": ([], ["width", "height", "batch_size"], [("LATENT", "LATENT")]),
+    "KSampler": ([("model", "MODEL"), ("positive", "CONDITIONING"), ("negative", "CONDITIONING"),
+                  ("latent_image", "LATENT")],
+                 ["seed", "steps", "cfg", "sampler_name", "scheduler", "denoise"], [("LATENT", "LATENT")]),
+    "VAEDecode": ([("samples", "LATENT"), ("vae", "VAE")], [], [("IMAGE", "IMAGE")]),
+}
+
+
+def node_slots(class_type: str):
+    """(link inputs [(name, type)], widgets [(name, default)], outputs [(name, type)]) of a node type."""
+    if class_type in CORE:
+        links, widgets, outputs = CORE[class_type]
+        return links, [(name, None) for name in widgets], outputs
+    cls = pack.NODE_CLASS_MAPPINGS[class_type]
+    spec = cls.INPUT_TYPES()
+    links, widgets = [], []
+    for section in ("required", "optional"):
+        for name, (kind, *options) in spec.get(section, {}).items():
+            if isinstance(kind, list) or kind in WIDGET_TYPES:
+                widgets.append((name, (options[0] if options else {}).get("default", kind[0] if isinstance(kind, list) else None)))
+            else:
+                links.append((name, kind))
+    names = getattr(cls, "RETURN_NAMES", cls.RETURN_TYPES)
+    return links, widgets, list(zip(names, cls.RETURN_TYPES))
+
+
+IMAGE_IN = "deepdream_example.jpg"
+GUIDE_IN = "deepdream_guide.jpg"
+DREAM = {"steps": 10, "step_size": 0.01, "jitter": 32, "seed": 0}
+
+WORKFLOWS = {
+    "deepdream_basic": [
+        (1, "LoadImage", {"image": IMAGE_IN, "upload": "image"}),
+        (2, "DD_LoadBackbone", {"backbone": "googlenet", "weights": DOWNLOAD, "seed": 0}),
+        (3, "DD_SelectLayer", {"backbone": (2, 0), "layer": "inception4c", "weight": 1.0, "channel": -1, "loss": "l2"}),
+        (4, "DD_OctavePyramid", {"octaves": 4, "octave_scale": 1.4, "detail": "reinject", "blend": 0.6}),
+        (5, "DD_DeepDream", {"image": (1, 0), "backbone": (2, 0), "layers": (3, 0), "octaves": (4, 0), **DREAM}),
+        (6, "SaveImage", {"images": (5, 0), "filename_prefix": "deepdream"}),
+    ],
+    "deepdream_multilayer": [
+        (1, "LoadImage", {"image": IMAGE_IN, "upload": "image"}),
+        (2, "DD_LoadBackbone", {"backbone": "inception_v3", "weights": DOWNLOAD, "seed": 0}),
+        (3, "DD_SelectLayer", {"backbone": (2, 0), "layer": "Mixed_6b", "weight": 1.0, "channel": -1, "loss": "l2"}),
+        (4, "DD_SelectLayer", {"backbone": (2, 0), "layers": (3, 0), "layer": "Mixed_6c", "weight": 1.5,
+                               "channel": -1, "loss": "l2"}),
+        (5, "DD_SelectLayer", {"backbone": (2, 0), "layers": (4, 0), "layer": "Mixed_6d", "weight": 2.0,
+                               "channel": -1, "loss": "l2"}),
+        (6, "DD_OctavePyramid", {"octaves": 3, "octave_scale": 1.4, "detail": "reinject", "blend": 0.6}),
+        (7, "DD_DeepDream", {"image": (1, 0), "backbone": (2, 0), "layers": (5, 0), "octaves": (6, 0), **DREAM}),
+        (8, "SaveImage", {"images": (7, 0), "filename_prefix": "deepdream_multilayer"}),
+    ],
+    "guided_dream": [
+        (1, "LoadImage", {"image": IMAGE_IN, "upload": "image"}),
+        (2, "LoadImage", {"image": GUIDE_IN, "upload": "image"}),
+        (3, "DD_LoadBackbone", {"backbone": "googlenet", "weights": DOWNLOAD, "seed": 0}),
+        (4, "DD_SelectLayer", {"backbone": (3, 0), "layer": "inception4c", "weight": 1.0, "channel": -1, "loss": "l2"}),
+        (5, "DD_OctavePyramid", {"octaves": 4, "octave_scale": 1.4, "detail": "reinject", "blend": 0.6}),
+        (6, "DD_GuidedDream", {"image": (1, 0), "guide_image": (2, 0), "backbone": (3, 0), "layers": (4, 0),
+                               "octaves": (5, 0), **DREAM}),
+        (7, "SaveImage", {"images": (6, 0), "filename_prefix": "guided_dream"}),
+    ],
+    "dream_after_generation": [
+        (1, "CheckpointLoaderSimple", {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}),
+        (2, "CLIPTextEncode", {"clip": (1, 1), "text": "a quiet valley under a cloudy sky, oil painting"}),
+        (3, "CLIPTextEncode", {"clip": (1, 1), "text": "blurry, text, watermark"}),
+        (4, "EmptyLatentImage", {"width": 512, "height": 512, "batch_size": 1}),
+        (5, "KSampler", {"model": (1, 0), "positive": (2, 0), "negative": (3, 0), "latent_image": (4, 0),
+                         "seed": 0, "steps": 20, "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal",
+                         "denoise": 1.0}),
+        (6, "VAEDecode", {"samples": (5, 0), "vae": (1, 2)}),
+        (7, "DD_LoadBackbone", {"backbone": "googlenet", "weights": DOWNLOAD, "seed": 0}),
+        (8, "DD_SelectLayer", {"backbone": (7, 0), "layer": "inception4d", "weight": 1.0, "channel": -1, "loss": "l2"}),
+        (9, "DD_DeepDream", {"image": (6, 0), "backbone": (7, 0), "layers": (8, 0), **DREAM}),
+        (10, "SaveImage", {"images": (9, 0), "filename_prefix": "dream_after_generation"}),
+    ],
+    "dream_with_style": [
+        (1, "LoadImage", {"image": IMAGE_IN, "upload": "image"}),
+        (2, "LoadImage", {"image": GUIDE_IN, "upload": "image"}),
+        (3, "DD_LoadBackbone", {"backbone": "vgg19", "weights": DOWNLOAD, "seed": 0}),
+        (4, "DD_SelectLayer", {"backbone": (3, 0), "layer": "relu4_2", "weight": 1.0, "channel": -1, "loss": "l2"}),
+        (5, "DD_SelectLayer", {"backbone": (3, 0), "layer": "relu1_1", "weight": 1.0, "channel": -1, "loss": "l2"}),
+        (6, "DD_SelectLayer", {"backbone": (3, 0), "layers": (5, 0), "layer": "relu2_1", "weight": 1.0,
+                               "channel": -1, "loss": "l2"}),
+        (7, "DD_SelectLayer", {"backbone": (3, 0), "layers": (6, 0), "layer": "relu3_1", "weight": 1.0,
+                               "channel": -1, "loss": "l2"}),
+        (8, "DD_StyleLoss", {"style_image": (2, 0), "backbone": (3, 0), "layers": (7, 0), "weight": 5.0}),
+        (9, "DD_DeepDream", {"image": (1, 0), "backbone": (3, 0), "layers": (4, 0), "objective": (8, 0), **DREAM}),
+        (10, "SaveImage", {"images": (9, 0), "filename_prefix": "dream_with_style"}),
+    ],
+}
+
+
+def api_format(nodes) -> dict:
+    api = {}
+    for node_id, class_type, inputs in nodes:
+        links, widgets, _ = node_slots(class_type)
+        values = {name: default for name, default in widgets if default is not None}
+        values.update({k: ([str(v[0]), v[1]] if isinstance(v, tuple) else v) for k, v in inputs.items()
+                       if k != "upload"})
+        api[str(node_id)] = {"class_type": class_type, "inputs": values}
+    return api
+
+
+def ui_format(nodes) -> dict:
+    by_id = {node_id: (class_type, inputs) for node_id, class_type, inputs in nodes}
+    depth = {}
+    for node_id, _, inputs in nodes:  # nodes are listed after their sources
+        depth[node_id] = 1 + max((depth[v[0]] for v in inputs.values() if isinstance(v, tuple)), default=-1)
+    links, ui_nodes, rows = [], [], {}
+    outputs_links: dict[tuple[int, int], list[int]] = {}
+    for node_id, class_type, inputs in nodes:
+        for slot, (name, kind) in enumerate(node_slots(class_type)[0]):
+            if name in inputs:
+                origin, origin_slot = inputs[name]
+                link_id = len(links) + 1
+                links.append([link_id, origin, origin_slot, node_id, slot, kind])
+                outputs_links.setdefault((origin, origin_slot), []).append(link_id)
+    for order, (node_id, class_type, inputs) in enumerate(nodes):
+        link_inputs, widgets, outputs = node_slots(class_type)
+        values = []
+        for name, default in widgets:
+            values.append(inputs.get(name, default))
+            if name == "seed":
+                values.append("fixed")  # the frontend's control_after_generate widget follows every seed
+        row = rows.get(depth[node_id], 0)
+        rows[depth[node_id]] = row + 1
+        height = 60 + 22 * (len(link_inputs) + len(widgets) + len(outputs))
+        ui_nodes.append({
+            "id": node_id, "type": class_type, "pos": [40 + 340 * depth[node_id], 40 + 230 * row],
+            "size": [300, height], "flags": {}, "order": order, "mode": 0,
+            "inputs": [{"name": name, "type": kind,
+                        "link": next((l[0] for l in links if l[3] == node_id and l[4] == slot), None)}
+                       for slot, (name, kind) in enumerate(link_inputs)],
+            "outputs": [{"name": name, "type": kind, "links": outputs_links.get((node_id, slot), []),
+                         "slot_index": slot} for slot, (name, kind) in enumerate(outputs)],
+            "properties": {"Node name for S&R": class_type},
+            "widgets_values": values,
+        })
+    return {"last_node_id": max(by_id), "last_link_id": len(links), "nodes": ui_nodes, "links": links,
+            "groups": [], "config": {}, "extra": {"ds": {"scale": 1.0, "offset": [0, 0]}}, "version": 0.4}
+
+
+def render(ui: dict, path: Path) -> None:
+    """A plain picture of a UI workflow: nodes as boxes with their inputs and widgets, links as lines."""
+    from PIL import Image, ImageDraw
+
+    width = max(n["pos"][0] + n["size"][0] for n in ui["nodes"]) + 40
+    height = max(n["pos"][1] + n["size"][1] for n in ui["nodes"]) + 40
+    picture = Image.new("RGB", (width, height), (32, 32, 36))
+    draw = ImageDraw.Draw(picture)
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    for _, origin, origin_slot, target, target_slot, _kind in ui["links"]:
+        a, b = nodes[origin], nodes[target]
+        start = (a["pos"][0] + a["size"][0], a["pos"][1] + 41 + 22 * (len(a["inputs"]) + origin_slot))
+        end = (b["pos"][0], b["pos"][1] + 41 + 22 * target_slot)
+        draw.line([start, ((start[0] + end[0]) // 2, start[1]), ((start[0] + end[0]) // 2, end[1]), end],
+                  fill=(120, 170, 230), width=3)
+    for node in ui["nodes"]:
+        x, y = node["pos"]
+        w, h = node["size"]
+        draw.rounded_rectangle([x, y, x + w, y + h], 8, fill=(58, 58, 64), outline=(90, 90, 100))
+        draw.rounded_rectangle([x, y, x + w, y + 26], 8, fill=(78, 62, 110))
+        title = pack.NODE_DISPLAY_NAME_MAPPINGS.get(node["type"], node["type"])
+        draw.text((x + 10, y + 7), title, fill=(240, 240, 240))
+        lines = [f"> {i['name']}" for i in node["inputs"]] + [f"{o['name']} >" for o in node["outputs"]]
+        widget_names = [name for name, _ in node_slots(node["type"])[1]]
+        values = [v for v in node["widgets_values"] if v != "fixed"]
+        lines += [f"{name}: {value}" for name, value in zip(widget_names, values)]
+        for row, text in enumerate(lines):
+            draw.text((x + 12, y + 34 + 22 * row), text, fill=(200, 200, 210))
+    picture.save(path)
+
+
+def main() -> None:
+    out = ROOT / "example_workflows"
+    for name, nodes in WORKFLOWS.items():
+        ui = ui_format(nodes)
+        (out / f"{name}.json").write_text(json.dumps(ui, indent=2) + "\n")
+        (out / "api").mkdir(exist_ok=True)  # a subfolder: ComfyUI lists only the UI files as Templates
+        (out / "api" / f"{name}.json").write_text(json.dumps(api_format(nodes), indent=2) + "\n")
+        if name == "deepdream_basic":
+            (ROOT / "docs").mkdir(exist_ok=True)
+            render(ui, ROOT / "docs" / "deepdream_basic.png")
+
+
+if __name__ == "__main__":
+    main()
