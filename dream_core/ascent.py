@@ -12,6 +12,8 @@ step (with ``grad_norm="mean_abs"``).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -20,10 +22,11 @@ from .features import FeatureExtractor
 from .objectives import Objective
 from .pyramid import gaussian_blur
 
-__all__ = ["ascent_step", "random_shift", "normalize_gradient", "GRAD_NORMS"]
+__all__ = ["ascent_step", "image_gradient", "random_shift", "normalize_gradient", "GRAD_NORMS"]
 
 GRAD_NORMS = ("mean_abs", "std")
 _TINY = torch.finfo(torch.float32).tiny
+_ALIGN = 32  # tile edges on multiples of the largest total stride (pool5, Mixed_7c, layer4: 32)
 
 
 def random_shift(generator: torch.Generator, jitter: int) -> tuple[int, int]:
@@ -35,12 +38,13 @@ def random_shift(generator: torch.Generator, jitter: int) -> tuple[int, int]:
     return dy, dx
 
 
-def normalize_gradient(grad: Tensor, mode: str = "mean_abs") -> Tensor:
+def normalize_gradient(grad: Tensor, mode: str = "mean_abs", inplace: bool = False) -> Tensor:
     """Scale each item's gradient to unit mean absolute value (Google, PyTorch sources) or unit std (Keras).
 
     Args:
         grad: :math:`(B, C, H, W)`.
         mode: ``"mean_abs"`` or ``"std"``.
+        inplace: divide ``grad`` itself when it is float32 (saves a full-size copy on large images).
 
     Returns:
         :math:`(B, C, H, W)` float32, whatever the input precision.
@@ -51,7 +55,7 @@ def normalize_gradient(grad: Tensor, mode: str = "mean_abs") -> Tensor:
     scale = grad.abs().mean(dims, keepdim=True) if mode == "mean_abs" else grad.std(dims, keepdim=True)
     # Clamp instead of adding an epsilon: the scale is free (a gradient of 1e-12 normalises like one of 1),
     # and an all-zero gradient stays zero.
-    return grad / scale.clamp_min(_TINY)
+    return grad.div_(scale.clamp_min(_TINY)) if inplace else grad / scale.clamp_min(_TINY)
 
 
 def ascent_step(
@@ -64,6 +68,9 @@ def ascent_step(
     grad_norm: str = "mean_abs",
     smoothing: float = 0.0,
     mask: Tensor | None = None,
+    autocast: torch.dtype | None = None,
+    tile_size: int = 0,
+    tile_overlap: int = 128,
 ) -> tuple[Tensor, Tensor]:
     """One ascent step.
 
@@ -77,17 +84,85 @@ def ascent_step(
         smoothing: sigma of the Gaussian applied to the gradient, in pixels; 0 = off. Smoothing the
             gradient removes the high-frequency noise that a pixel-space ascent otherwise paints.
         mask: :math:`(B \\text{ or } 1, 1, H, W)` in 0..1, scales the step per pixel.
+        autocast: run the network in this precision (``torch.bfloat16``, ``torch.float16``); the
+            objective, the gradient's normalisation and the update stay in float32.
+        tile_size, tile_overlap: compute the gradient in tiles (see :func:`image_gradient`); 0 = whole image.
 
     Returns:
         The new image :math:`(B, 3, H, W)` and the objective's scores before the step, :math:`(B,)`.
     """
-    rolled = torch.roll(image, shift, dims=(2, 3)).detach().requires_grad_(True)
-    with torch.enable_grad():
-        scores = objective(extractor(rolled))
-        (grad,) = torch.autograd.grad(scores.sum(), rolled)
+    grad, scores = image_gradient(image, extractor, objective, shift=shift, autocast=autocast,
+                                  tile_size=tile_size, overlap=tile_overlap)
     with torch.no_grad():
-        grad = torch.roll(grad, (-shift[0], -shift[1]), dims=(2, 3))
-        grad = gaussian_blur(normalize_gradient(grad, grad_norm), smoothing)
+        grad = gaussian_blur(normalize_gradient(grad, grad_norm, inplace=True), smoothing)
         if mask is not None:
-            grad = grad * mask
-        return (image + step_size * grad).clamp_(0.0, 1.0), scores.detach()
+            grad.mul_(mask)
+        return torch.add(image, grad, alpha=step_size).clamp_(0.0, 1.0), scores
+
+
+def image_gradient(
+    image: Tensor,
+    extractor: FeatureExtractor,
+    objective: Objective,
+    *,
+    shift: tuple[int, int] = (0, 0),
+    autocast: torch.dtype | None = None,
+    tile_size: int = 0,
+    overlap: int = 128,
+) -> tuple[Tensor, Tensor]:
+    """The objective's gradient with respect to ``image`` :math:`(B, 3, H, W)`, and its scores :math:`(B,)`.
+
+    The network sees ``image`` rolled by ``shift`` (jitter); the gradient comes back unrolled, aligned
+    with ``image``.
+
+    With ``tile_size > 0`` and an image larger than one tile, the gradient is computed tile by tile,
+    as in the TensorFlow DeepDream tutorial: the image is split into a grid of *cores*; each core is
+    run with ``overlap // 2`` pixels of context on each side and only its core's gradient is kept.
+    Memory then depends on the tile size, not the image size. Each tile's score is weighted by its
+    share of the image, so a mean-type objective gives every tile the gradient scale it has in the
+    untiled image. The random roll before each step moves the tile borders, so no seam builds up.
+
+    Convention: core edges and margins fall on multiples of 32 px, the largest total stride of any
+    catalogue layer, so every tile samples the same grid of strided convolutions and poolings as the
+    whole image would; otherwise a tile's gradient has another aliasing pattern than its neighbour's.
+    Objectives over the whole picture (Gram style, guide matching) see one tile at a time.
+    """
+    height, width = image.shape[-2:]
+    if tile_size <= 0 or (height <= tile_size and width <= tile_size):
+        grad, scores = _gradient(torch.roll(image, shift, dims=(2, 3)), extractor, objective, autocast, 1.0)
+        return torch.roll(grad, (-shift[0], -shift[1]), dims=(2, 3)), scores
+    # Tiles are gathered from the image with wrap-around indices and their gradients scattered back
+    # unrolled, so no full-size rolled copy of the image or the gradient is ever made.
+    source_rows = (torch.arange(height, device=image.device) - shift[0]) % height
+    source_cols = (torch.arange(width, device=image.device) - shift[1]) % width
+    grad = torch.empty_like(image)
+    scores = image.new_zeros(image.shape[0])
+    margin = _ALIGN * math.ceil(overlap / 2 / _ALIGN)
+    core = max(_ALIGN, _ALIGN * ((tile_size - 2 * margin) // _ALIGN))
+    for rows, tile_rows in _spans(height, core, margin):
+        for cols, tile_cols in _spans(width, core, margin):
+            tile = image[..., source_rows[tile_rows], :][..., source_cols[tile_cols]]
+            tile_area = tile[0, 0].numel()
+            tile_grad, tile_scores = _gradient(tile, extractor, objective, autocast, tile_area / (height * width))
+            kept = tile_grad[..., rows.start - tile_rows.start:rows.stop - tile_rows.start,
+                             cols.start - tile_cols.start:cols.stop - tile_cols.start]
+            grad[..., source_rows[rows, None], source_cols[None, cols]] = kept
+            core_area = (rows.stop - rows.start) * (cols.stop - cols.start)
+            scores += tile_scores * (core_area / tile_area)  # margins are scored by their own tile
+    return grad, scores
+
+
+def _spans(length: int, core: int, margin: int) -> list[tuple[slice, slice]]:
+    """``(core, core with margin)`` slices covering ``0..length``: cores of ``core`` px (the last one
+    shorter), the margins clipped at the image edges."""
+    edges = [*range(0, length, core), length]
+    return [(slice(a, b), slice(max(0, a - margin), min(length, b + margin))) for a, b in zip(edges, edges[1:])]
+
+
+def _gradient(image: Tensor, extractor: FeatureExtractor, objective: Objective, autocast: torch.dtype | None,
+              weight: float) -> tuple[Tensor, Tensor]:
+    leaf = image.detach().requires_grad_(True)
+    with torch.enable_grad(), torch.autocast(leaf.device.type, dtype=autocast, enabled=autocast is not None):
+        scores = objective(extractor(leaf)) * weight
+        (grad,) = torch.autograd.grad(scores.sum(), leaf)
+    return grad, scores.detach()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -15,6 +17,8 @@ from .images import check_image, prepare_mask
 from .objectives import Objective
 from .pyramid import dream_octaves, octave_sizes, resize
 
+log = logging.getLogger("DeepDreamNodes")
+
 __all__ = ["deepdream", "Progress", "Cancel"]
 
 Progress = Callable[[int, int, Tensor], None]
@@ -25,6 +29,31 @@ Cancel = Callable[[], bool]
 (a host's own interrupt exception raised from it passes through unchanged)."""
 
 MIN_OCTAVE_SIZE = 32
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``) on ``device``.
+
+    Convention: fp32 is the default everywhere. bf16 roughly halves a step on CPUs with native bf16
+    (AVX512-BF16, AMX) and on GPUs, but changes the picture: after 10 steps its dream differs from
+    the fp32 one by about a third of the dream's own change (``dream_core.bench`` README section).
+    It is several times slower on CPUs without native bf16. fp16 is CUDA-only.
+    """
+    check(precision in PRECISIONS, f"precision: unknown {precision!r}; choose one of {', '.join(PRECISIONS)}.")
+    check(precision != "fp16" or device.type == "cuda", "precision: fp16 needs a CUDA device; use bf16 or fp32.")
+    return PRECISIONS[precision]
+
+
+@contextmanager
+def _tuned_for(device: torch.device) -> Iterator[None]:
+    """cuDNN autotuning for the length of a dream (unless the user asked for determinism), restored after."""
+    if device.type != "cuda" or torch.backends.cudnn.deterministic:
+        yield
+        return
+    with torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False,
+                                    allow_tf32=torch.backends.cudnn.allow_tf32):
+        yield
 
 
 def deepdream(
@@ -44,6 +73,10 @@ def deepdream(
     mask: Tensor | None = None,
     max_loss: float | None = None,
     seed: int = 0,
+    precision: str = "fp32",
+    tile_size: int = 512,
+    tile_overlap: int = 128,
+    tile_above: int = 1024,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
 ) -> Tensor:
@@ -71,6 +104,12 @@ def deepdream(
             soft values scale the step, zeros leave pixels exactly as they were.
         max_loss: stop an octave early once the objective exceeds this (the Keras source's ``max_loss``).
         seed: item ``i`` of the batch uses the jitter stream of ``seed + i``.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` for the network's forward and backward (see
+            :func:`autocast_dtype`); the update is always float32.
+        tile_size, tile_overlap: tiles for the gradient of octaves larger than ``tile_above`` px on
+            their longer side, so memory stays bounded at any image size (see
+            :func:`dream_core.ascent.image_gradient`); ``tile_size=0`` never tiles. On CUDA
+            out-of-memory a step is retried with tiles, then with smaller tiles, with one warning.
         progress: called after every step, see :data:`Progress`.
         cancel: asked before every step, see :data:`Cancel`.
 
@@ -79,15 +118,28 @@ def deepdream(
     """
     original = check_image(image)
     _check_settings(steps, step_size, jitter, smoothing, max_loss)
+    check(tile_size == 0 or tile_size >= 2 * tile_overlap + 32,
+          f"tile_size: must be 0 (off) or at least 2 * tile_overlap + 32 = {2 * tile_overlap + 32}, got {tile_size}.")
     batch, _, height, width = original.shape
     extractor = backbone.extractor(objective.layers)
     smallest = extractor.min_input_size()
-    check(min(height, width) >= smallest,
-          f"image: {height}x{width} is too small for {extractor.deepest} of {backbone.name}, which needs at "
-          f"least {smallest}x{smallest}; upscale the image or choose an earlier layer.")
+    if min(height, width) < smallest:  # dream an enlarged copy, hand back the original size
+        factor = smallest / min(height, width)
+        log.warning("image: %dx%d is smaller than the %d px that %s of %s needs; dreaming it enlarged %.1fx.",
+                    height, width, smallest, extractor.deepest, backbone.name, factor)
+        enlarged = resize(original, (math.ceil(height * factor), math.ceil(width * factor)))
+        enlarged_mask = None if mask is None else prepare_mask(mask, batch, tuple(enlarged.shape[-2:]))
+        settings = dict(steps=steps, step_size=step_size, jitter=jitter, octaves=octaves, octave_scale=octave_scale,
+                        detail=detail, blend=blend, grad_norm=grad_norm, smoothing=smoothing, max_loss=max_loss,
+                        seed=seed, precision=precision, tile_size=tile_size, tile_overlap=tile_overlap,
+                        tile_above=tile_above, progress=progress, cancel=cancel)
+        dreamed = deepdream(enlarged, backbone, objective, mask=enlarged_mask, **settings)
+        return resize(dreamed, (height, width)).clamp(0, 1).to(image.device)
     sizes = octave_sizes((height, width), octaves, octave_scale, max(MIN_OCTAVE_SIZE, smallest))
     masks = None if mask is None else prepare_mask(mask, batch, (height, width)).to(backbone.device)
+    autocast = autocast_dtype(precision, backbone.device)
     total, done = batch * len(sizes) * steps, 0
+    tiles = TilePolicy(tile_size, tile_above, minimum=2 * tile_overlap + max(32, smallest))
 
     def dream_item(index: int) -> Tensor:
         generator = torch.Generator().manual_seed((seed + index) % 2**64)
@@ -101,9 +153,11 @@ def deepdream(
             for step in range(steps):
                 if cancel is not None and cancel():
                     raise DreamCancelled(f"dream cancelled at step {done} of {total}")
-                current, scores = ascent_step(
-                    current, extractor, objective, step_size=step_size, shift=random_shift(generator, jitter),
-                    grad_norm=grad_norm, smoothing=sigma, mask=level_mask)
+                shift = random_shift(generator, jitter)
+                current, scores = tiles.retry_on_oom(lambda tile: ascent_step(
+                    current, extractor, objective, step_size=step_size, shift=shift, grad_norm=grad_norm,
+                    smoothing=sigma, mask=level_mask, autocast=autocast, tile_size=tile, tile_overlap=tile_overlap),
+                    tuple(current.shape[-2:]))
                 reached = max_loss is not None and bool((scores > max_loss).all())
                 done += steps - step if reached else 1  # skipped steps count as done for the bar
                 if progress is not None:
@@ -118,7 +172,44 @@ def deepdream(
             dreamed = torch.where(item_mask > 0, dreamed, item)
         return dreamed
 
-    return torch.cat([dream_item(index) for index in range(batch)]).to(image.device)
+    with _tuned_for(backbone.device):
+        return torch.cat([dream_item(index) for index in range(batch)]).to(image.device)
+
+
+class TilePolicy:
+    """Which tile size a step at a given size uses, and the smaller tiles to fall back to on out-of-memory.
+
+    Images up to ``tile_above`` px (longer side) run whole; larger ones in ``tile_size`` tiles. When a
+    step runs out of GPU memory, it is retried untiled -> ``tile_size`` tiles -> half that, down to
+    ``minimum``, and the smaller size is kept for the rest of the dream; the first fallback is logged.
+    """
+
+    def __init__(self, tile_size: int, tile_above: int, minimum: int) -> None:
+        self.tile_size, self.tile_above, self.minimum = tile_size, tile_above, minimum
+        self.forced: int | None = None  # set by a fallback, then used for every size
+        self.warned = False
+
+    def for_size(self, size: tuple[int, int]) -> int:
+        if self.forced is not None:
+            return self.forced
+        return self.tile_size if self.tile_size and max(size) > self.tile_above else 0
+
+    def retry_on_oom(self, step: Callable[[int], tuple[Tensor, Tensor]], size: tuple[int, int]):
+        while True:
+            tile = self.for_size(size)
+            try:
+                return step(tile)
+            except torch.OutOfMemoryError:
+                smaller = (self.tile_size or 512) if tile == 0 else tile // 2
+                if smaller < self.minimum:
+                    raise
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                if not self.warned:
+                    log.warning("out of GPU memory at %dx%d; continuing with %d px tiles (slower, same picture).",
+                                size[0], size[1], smaller)
+                    self.warned = True
+                self.forced = smaller
 
 
 def _check_settings(steps: int, step_size: float, jitter: int, smoothing: float, max_loss: float | None) -> None:

@@ -22,6 +22,7 @@ class FeatureExtractor(nn.Module):
         stages: ``(name, module)`` pairs in execution order.
         layers: the names whose outputs to return; every one must be a stage name.
         mean, std: the network's per-channel input normalisation.
+        memory_format: the layout the stages' weights are in; the input is brought to it.
 
     Shape:
         - Input: :math:`(B, 3, H, W)`, RGB in 0..1.
@@ -35,7 +36,8 @@ class FeatureExtractor(nn.Module):
     """
 
     def __init__(self, stages: Sequence[tuple[str, nn.Module]], layers: Collection[str],
-                 mean: Sequence[float], std: Sequence[float]) -> None:
+                 mean: Sequence[float], std: Sequence[float],
+                 memory_format: torch.memory_format = torch.contiguous_format) -> None:
         super().__init__()
         names = [name for name, _ in stages]
         missing = set(layers) - set(names)
@@ -47,6 +49,7 @@ class FeatureExtractor(nn.Module):
         self.layers = frozenset(layers)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.memory_format = memory_format
         self._min_size: int | None = None
 
     @property
@@ -78,7 +81,7 @@ class FeatureExtractor(nn.Module):
         return True
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:
-        x = (image - self.mean) / self.std
+        x = ((image - self.mean) / self.std).contiguous(memory_format=self.memory_format)
         activations: dict[str, Tensor] = {}
         for name, stage in zip(self.names, self.stages):
             x = stage(x)

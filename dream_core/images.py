@@ -20,7 +20,10 @@ __all__ = ["check_image", "prepare_mask", "from_bhwc", "to_bhwc", "load_image", 
 
 
 def check_image(image: object, name: str = "image") -> Tensor:
-    """Validate a :math:`(B, 3, H, W)` image and return it as float32 clamped to 0..1.
+    """Validate a :math:`(B, 3, H, W)` image and return it as float32 in 0..1.
+
+    A valid float32 image comes back as it is (no copy: a 4K image is 200 MB); others are converted
+    and clamped. Callers must not modify the result in place.
 
     Raises:
         ShapeError: not a 4-D tensor with 3 channels.
@@ -37,7 +40,8 @@ def check_image(image: object, name: str = "image") -> Tensor:
         raise DreamError(f"{name}: expected a float tensor in 0..1, got {image.dtype}; divide by 255 first.")
     if not torch.isfinite(image).all():
         raise DreamError(f"{name}: holds NaN or infinite values; check the node or file it came from.")
-    return image.float().clamp(0.0, 1.0)
+    image = image.float()
+    return image if bool(image.min() >= 0) and bool(image.max() <= 1) else image.clamp(0.0, 1.0)
 
 
 def from_bhwc(image: Tensor, name: str = "image") -> Tensor:

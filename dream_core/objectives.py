@@ -108,7 +108,7 @@ def _show(value: object) -> str:
 
 
 def _select(activation: Tensor, channels: Sequence[int] | int | None, crop: int) -> Tensor:
-    """The part of ``activation`` (B, C, H, W) that a layer objective scores."""
+    """The part of ``activation`` (B, C, H, W) that a layer objective scores, in float32 (also under autocast)."""
     if channels is not None:
         index = [channels] if isinstance(channels, int) else list(channels)
         count = activation.shape[1]
@@ -120,7 +120,7 @@ def _select(activation: Tensor, channels: Sequence[int] | int | None, crop: int)
             raise DreamError(f"crop: cropping {crop} from each border leaves nothing of a "
                              f"{tuple(activation.shape[-2:])} activation; lower it or use a larger image.")
         activation = activation[..., crop:-crop, crop:-crop]
-    return activation
+    return activation.float()
 
 
 @objective
@@ -212,7 +212,7 @@ def guide(layer: str, guide_activation: Tensor) -> Callable[[Activations], Tenso
     guide_features = _OnDevice(guide_activation.detach().flatten(2)[0])  # (C, M)
 
     def score(acts: Activations) -> Tensor:
-        features = acts[layer].flatten(2)  # (B, C, N)
+        features = acts[layer].float().flatten(2)  # (B, C, N)
         target = guide_features.like(features)
         if features.shape[1] != target.shape[0]:
             raise DreamError(f"guide: the guide has {target.shape[0]} channels at {layer}, the image "

@@ -34,6 +34,7 @@ def load_backbone(
     weights_dir: str | Path | None = None,
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
+    channels_last: bool = True,
 ) -> Backbone:
     """Build a registered backbone, frozen and in eval mode.
 
@@ -46,14 +47,16 @@ def load_backbone(
         weights_dir: where ``"torchvision"`` weights are looked for and downloaded to.
         device: where the network lives.
         progress: download progress callback ``(bytes_done, bytes_total)``.
+        channels_last: store the weights NHWC, the faster layout on CPU and GPU for the same result.
     """
     spec = get_spec(name)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     if weights == "random":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = spec.build()
             _he_init(model)
-        return Backbone(spec, model, f"random init (seed {seed})").to(device)
+        return Backbone(spec, model, f"random init (seed {seed})").to(device, layout)
     if weights == "torchvision":
         if weights_dir is None:
             raise WeightsError("weights_dir: say where torchvision weights are kept (and downloaded to).")
@@ -63,7 +66,7 @@ def load_backbone(
     with torch.device("meta"):  # no time spent on a random init that the file overwrites
         model = spec.build()
     _assign_state_dict(model, read_state_dict(path), spec, source=str(path))
-    return Backbone(spec, model, str(path)).to(device)
+    return Backbone(spec, model, str(path)).to(device, layout)
 
 
 def _he_init(model: nn.Module) -> None:

@@ -9,6 +9,7 @@ import torch
 from ..dream_core import deepdream, from_bhwc, to_bhwc
 from ..dream_core.backbones import Backbone
 from ..dream_core.objectives import LayerTerm, Objective, terms_objective
+from ..dream_core.dream import PRECISIONS
 from ..dream_core.pyramid import DETAIL_MODES, OctaveSettings
 from ..dream_core.references import guided_objective
 from . import host
@@ -57,9 +58,19 @@ def _ascent_inputs() -> dict:
     }
 
 
-MASK_INPUT = ("MASK", {"tooltip": "Where the image may change: 1 = dream, 0 = keep exactly; soft values "
-                                  "dream less. Resized to the image."})
-OCTAVES_INPUT = ("DD_OCTAVES", {"tooltip": "Octave Pyramid settings; default 4 octaves of 1.4."})
+def _shared_optional_inputs() -> dict:
+    return {
+        "octaves": ("DD_OCTAVES", {"tooltip": "Octave Pyramid settings; default 4 octaves of 1.4."}),
+        "mask": ("MASK", {"tooltip": "Where the image may change: 1 = dream, 0 = keep exactly; soft values dream "
+                          "less. Resized to the image; one mask for the batch or one per image."}),
+        "invert_mask": ("BOOLEAN", {"default": False, "tooltip": "Dream where the mask is 0 instead. A mask from "
+                                    "Load Image is 1 where the picture was transparent."}),
+        "tile_size": ("INT", {"default": 512, "min": 0, "max": 4096, "step": 64, "tooltip": "Octaves larger than "
+                              "1024 px are dreamed in tiles of this size, so 4K images fit in memory; 0 = never tile."}),
+        "precision": (list(PRECISIONS), {"default": "fp32", "tooltip": "bf16/fp16 run the network in half "
+                      "precision: about 2x faster on recent GPUs (and CPUs with native bf16), slightly different "
+                      "picture. fp16 needs CUDA."}),
+    }
 
 
 class DeepDream:
@@ -73,8 +84,7 @@ class DeepDream:
                 **_ascent_inputs(),
             },
             "optional": {
-                "octaves": OCTAVES_INPUT,
-                "mask": MASK_INPUT,
+                **_shared_optional_inputs(),
                 "objective": ("DD_OBJECTIVE", {"tooltip": "Extra terms added to the layer objective, e.g. "
                               "a Style Loss."}),
                 "smoothing": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 10.0, "step": 0.1, "tooltip":
@@ -93,11 +103,13 @@ class DeepDream:
 
     def dream(self, image: torch.Tensor, backbone: Backbone, layers: tuple[LayerTerm, ...], steps: int,
               step_size: float, jitter: int, seed: int, octaves: OctaveSettings | None = None,
-              mask: torch.Tensor | None = None, objective: Objective | None = None,
+              mask: torch.Tensor | None = None, invert_mask: bool = False, tile_size: int = 512,
+              precision: str = "fp32", objective: Objective | None = None,
               smoothing: float = 0.0) -> tuple[torch.Tensor]:
         total = terms_objective(layers) if objective is None else terms_objective(layers) + objective
-        return run_dream(image, backbone, lambda: total, octaves, mask, steps=steps, step_size=step_size,
-                         jitter=jitter, seed=seed, smoothing=smoothing)
+        return run_dream(image, backbone, lambda: total, octaves, mask, invert_mask, steps=steps,
+                         step_size=step_size, jitter=jitter, seed=seed, smoothing=smoothing, tile_size=tile_size,
+                         precision=precision)
 
 
 class GuidedDream(DeepDream):
@@ -112,7 +124,7 @@ class GuidedDream(DeepDream):
                 "layers": ("DD_LAYERS", {"tooltip": "The layers at which image and guide are matched."}),
                 **_ascent_inputs(),
             },
-            "optional": {"octaves": OCTAVES_INPUT, "mask": MASK_INPUT},
+            "optional": _shared_optional_inputs(),
         }
 
     OUTPUT_TOOLTIPS = ("The images dreamed towards the guide, same size and batch as the input.",)
@@ -121,14 +133,16 @@ class GuidedDream(DeepDream):
 
     def dream(self, image: torch.Tensor, guide_image: torch.Tensor, backbone: Backbone,
               layers: tuple[LayerTerm, ...], steps: int, step_size: float, jitter: int, seed: int,
-              octaves: OctaveSettings | None = None, mask: torch.Tensor | None = None) -> tuple[torch.Tensor]:
-        return run_dream(image, backbone, lambda: guided_objective(backbone, from_bhwc(guide_image, "guide_image"),
-                                                                   layers),
-                         octaves, mask, steps=steps, step_size=step_size, jitter=jitter, seed=seed)
+              octaves: OctaveSettings | None = None, mask: torch.Tensor | None = None, invert_mask: bool = False,
+              tile_size: int = 512, precision: str = "fp32") -> tuple[torch.Tensor]:
+        guide = from_bhwc(guide_image, "guide_image")
+        return run_dream(image, backbone, lambda: guided_objective(backbone, guide, layers), octaves, mask,
+                         invert_mask, steps=steps, step_size=step_size, jitter=jitter, seed=seed,
+                         tile_size=tile_size, precision=precision)
 
 
 def run_dream(image: torch.Tensor, backbone: Backbone, make_objective, octaves: OctaveSettings | None,
-              mask: torch.Tensor | None, **settings) -> tuple[torch.Tensor]:
+              mask: torch.Tensor | None, invert_mask: bool, **settings) -> tuple[torch.Tensor]:
     """IMAGE in, IMAGE out: ``deepdream`` on the host's device, inside the grad-mode escape.
 
     ``make_objective`` runs inside the escape and on the compute device, so objectives that run a
@@ -139,6 +153,6 @@ def run_dream(image: torch.Tensor, backbone: Backbone, make_objective, octaves: 
         host.make_trainable_copy_if_inference(backbone)
         dream = deepdream(from_bhwc(image).to(device), backbone, make_objective(),
                           **asdict(octaves or OctaveSettings()),
-                          mask=None if mask is None else mask.to(device),
+                          mask=None if mask is None else (1.0 - mask if invert_mask else mask).to(device),
                           progress=host.progress_callback(), cancel=host.interrupted, **settings)
         return (to_bhwc(dream).to(host.output_device()),)

@@ -90,9 +90,12 @@ def test_max_loss_stops_early_and_the_bar_still_ends_at_total(googlenet, image):
     assert torch.equal(early, one_step)
 
 
-def test_too_small_image_gets_a_clear_message(alexnet):
-    with pytest.raises(dc.DreamError, match=r"image: 20x20 is too small for pool5 of alexnet, which needs at least"):
-        dc.deepdream(torch.rand(1, 3, 20, 20), alexnet, dc.l2("pool5"))
+def test_image_smaller_than_the_receptive_field_is_dreamed_enlarged(alexnet, caplog):
+    image = torch.rand(1, 3, 20, 24)
+    with caplog.at_level("WARNING", logger="DeepDreamNodes"):
+        dream = dc.deepdream(image, alexnet, dc.l2("pool5"), steps=2)
+    assert dream.shape == image.shape and (dream - image).abs().mean() > 1e-3
+    assert "20x24 is smaller than the 63 px that pool5 of alexnet needs" in caplog.text
 
 
 def test_wide_image_with_many_octaves_keeps_its_size(googlenet):

@@ -259,3 +259,23 @@ def test_pyproject_declares_the_comfy_registry_table():
     assert {"PublisherId", "DisplayName", "Icon"} <= set(project["tool"]["comfy"])
     assert not {"torch", "torchvision", "numpy", "pillow"} & {d.split(">")[0].split("=")[0]
                                                               for d in project["project"]["dependencies"]}
+
+
+def test_invert_mask_dreams_where_load_image_says_transparent(nodes_run):
+    mapping, backbone, layers, octaves = nodes_run
+    image = _image(1)
+    alpha_mask = torch.zeros(1, 64, 72)  # Load Image: 1 = transparent
+    alpha_mask[..., 36:] = 1.0
+    with torch.inference_mode():
+        kept, = mapping["DD_DeepDream"]().dream(image, backbone, layers, 3, 0.01, 8, 0, octaves, alpha_mask,
+                                                invert_mask=True)
+    assert torch.equal(kept[:, :, 36:], image[:, :, 36:])
+    assert (kept[:, :, :32] - image[:, :, :32]).abs().mean() > 1e-3
+
+
+def test_tiled_large_image_through_the_node(nodes_run):
+    mapping, backbone, layers, octaves = nodes_run
+    image = _image(1, 1100, 160)  # taller than 1024: tiled with 320 px tiles
+    with torch.inference_mode():
+        out, = mapping["DD_DeepDream"]().dream(image, backbone, layers, 1, 0.01, 8, 0, None, tile_size=320)
+    assert out.shape == image.shape and (out - image).abs().mean() > 1e-3

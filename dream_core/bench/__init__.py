@@ -1,0 +1,219 @@
+"""``python -m dream_core.bench``: how close a dream step is to the forward-backward floor, and how far ahead.
+
+For each case (backbone, layer, size) it measures, in one process on the same model and input:
+
+- ``floor_ms``: bare torch, contiguous float32: forward to the layer, ``backward`` of the L2 loss to
+  the image, weights frozen. No dream step can do less with this layout and precision.
+- ``step_ms``: one step of our ascent loop on that same plain path (jitter, forward, backward,
+  normalise, update, clamp); ``ratio_floor = step_ms / floor_ms``.
+- ``naive_ms``: the classic recipe (``naive.py``); ``speedup_vs_naive = naive_ms / step_ms``.
+- ``fast_ms``: our default path (channels_last weights and input, float32); ``ratio_fast = fast_ms / floor_ms``.
+- ``bf16_ms``: channels_last with bf16 autocast, also on the CPU (fast only where the CPU has native bf16).
+- ``peak_mem_mb`` / ``floor_peak_mem_mb``: peak memory of one step / one floor pass above the model
+  itself, each measured in a fresh subprocess (CPU: resident set high-water mark; CUDA: allocator peak).
+
+Times are medians of ``--repeats`` runs after a warm-up. Without ``--quick`` it also times one full
+default dream (4 octaves, 10 steps, 512 px) on googlenet and vgg16 against the naive dream and
+against the sum of its floors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..ascent import ascent_step, random_shift
+from ..backbones import Backbone
+from ..dream import deepdream
+from ..objectives import l2
+from ..pyramid import octave_sizes
+from ..weights import load_backbone
+from .naive import NaiveDreamer
+
+CASES = [("googlenet", "inception4c"), ("vgg16", "relu4_3"), ("resnet50", "layer3"), ("inception_v3", "Mixed_6b")]
+DREAM_CASES = [("googlenet", "inception4c"), ("vgg16", "relu4_3")]
+COLUMNS = ["case", "size", "floor_ms", "step_ms", "ratio_floor", "naive_ms", "speedup_vs_naive", "fast_ms",
+           "ratio_fast", "bf16_ms", "ratio_bf16", "peak_mem_mb", "floor_peak_mem_mb"]
+
+
+def floor_pass(backbone: Backbone, layer: str, image: torch.Tensor) -> None:
+    """The floor: bare torch forward through the trunk to ``layer`` and backward of 0.5 mean(a^2) to the image."""
+    x = image.detach().requires_grad_(True)
+    for name, stage in backbone.stages:
+        x = stage(x)
+        if name == layer:
+            break
+    (0.5 * x.square().mean()).backward()
+
+
+def median_ms(works: dict[str, Callable[[], object]], device: torch.device, repeats: int,
+              warmup: int = 1) -> dict[str, float]:
+    """Median wall time of each piece of work, in ms, timed round-robin.
+
+    Interleaving (floor, step, naive, floor, step, naive, ...) exposes every variant to the same
+    machine noise, so their ratios hold on a busy machine where back-to-back medians drift.
+    """
+    for work in works.values():
+        for _ in range(warmup):
+            work()
+    times: dict[str, list[float]] = {name: [] for name in works}
+    for _ in range(repeats):
+        for name, work in works.items():
+            _sync(device)
+            start = time.perf_counter()
+            work()
+            _sync(device)
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _build(name: str, device: torch.device, fast: bool) -> Backbone:
+    return load_backbone(name, "random", seed=0, device=device, channels_last=fast)
+
+
+def measure_case(name: str, layer: str, size: int, device: torch.device, repeats: int,
+                 memory: bool) -> dict:
+    plain, fast = _build(name, device, False), _build(name, device, True)
+    naive = NaiveDreamer(plain, layer, device)
+    objective = l2(layer)
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    generator = torch.Generator().manual_seed(0)
+
+    def step(backbone: Backbone, autocast: torch.dtype | None) -> Callable[[], object]:
+        extractor = backbone.extractor([layer])
+        return lambda: ascent_step(image, extractor, objective, step_size=0.01,
+                                   shift=random_shift(generator, 32), autocast=autocast)
+
+    array = image.cpu().numpy()
+    timings = median_ms({"floor_ms": lambda: floor_pass(plain, layer, image),
+                         "step_ms": step(plain, None),
+                         "naive_ms": lambda: naive.step(array),
+                         "fast_ms": step(fast, None),
+                         "bf16_ms": step(fast, torch.bfloat16)}, device, repeats)
+    row = {"case": f"{name}/{layer}", "backbone": name, "layer": layer, "size": size, "device": str(device),
+           **timings}
+    row["ratio_floor"] = row["step_ms"] / row["floor_ms"]
+    row["speedup_vs_naive"] = row["naive_ms"] / row["step_ms"]
+    row["ratio_fast"] = row["fast_ms"] / row["floor_ms"]
+    row["ratio_bf16"] = row["bf16_ms"] / row["floor_ms"]
+    row["peak_mem_mb"] = probe_memory("step", name, layer, size, device) if memory else None
+    row["floor_peak_mem_mb"] = probe_memory("floor", name, layer, size, device) if memory else None
+    return row
+
+
+def measure_dream(name: str, layer: str, size: int, device: torch.device, memory: bool) -> dict:
+    """One full default dream: ours (default path and plain path), the naive dream, and the sum of floors."""
+    plain, fast = _build(name, device, False), _build(name, device, True)
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    levels = {size: torch.rand(1, 3, *size, device=device) for size in octave_sizes((size, size), 4, 1.4)}
+    floors = median_ms({str(s): (lambda x=x: floor_pass(plain, layer, x)) for s, x in levels.items()}, device, 3)
+    naive = NaiveDreamer(plain, layer, device)
+    row = {"case": f"dream/{name}/{layer}", "kind": "dream", "backbone": name, "layer": layer, "size": size,
+           "device": str(device), "floors_ms": 10 * sum(floors.values()),
+           **median_ms({"dream_ms": lambda: deepdream(image, fast, l2(layer)),
+                        "plain_dream_ms": lambda: deepdream(image, plain, l2(layer), precision="fp32"),
+                        "naive_dream_ms": lambda: naive.dream(image)}, device, 1, warmup=0)}
+    row["ratio_floor"] = row["plain_dream_ms"] / row["floors_ms"]
+    row["speedup_vs_naive"] = row["naive_dream_ms"] / row["dream_ms"]
+    row["peak_mem_mb"] = probe_memory("dream", name, layer, size, device) if memory else None
+    row["floor_peak_mem_mb"] = probe_memory("floor", name, layer, size, device) if memory else None
+    return row
+
+
+def probe_memory(mode: str, name: str, layer: str, size: int, device: torch.device) -> float:
+    """Peak memory (MB) of one ``mode`` run above the loaded model, in a fresh Python process."""
+    command = [sys.executable, "-m", "dream_core.bench", "--probe", mode, name, layer, str(size), str(device)]
+    result = subprocess.run(command, capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def _probe(mode: str, name: str, layer: str, size: int, device: torch.device) -> float:
+    backbone = _build(name, device, mode != "floor")
+    image = torch.rand(1, 3, size, size).to(device)
+    work = {"floor": lambda: floor_pass(backbone, layer, image),
+            "step": lambda: ascent_step(image, backbone.extractor([layer]), l2(layer), step_size=0.01),
+            "dream": lambda: deepdream(image, backbone, l2(layer), steps=1)}[mode]
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        work()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    base = _status_kb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark to the current RSS
+    work()
+    return (_status_kb("VmHWM") - base) / 1024
+
+
+def _status_kb(field: str) -> int:
+    return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+def _format(rows: list[dict]) -> str:
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return f"{value:.2f}" if value < 10 else f"{value:.0f}"
+        return "-" if value is None else str(value)
+
+    table = [COLUMNS] + [[cell(row.get(column)) for column in COLUMNS] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
+    return "\n".join("  ".join(text.rjust(width) for text, width in zip(line, widths)) for line in table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dream_core.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="224 px cases only, no full dreams (under 2 min on 2 cores)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per case instead of a table")
+    parser.add_argument("--backbones", nargs="+", help="only these backbones")
+    parser.add_argument("--sizes", nargs="+", type=int, help="image sizes (default 224 512; --quick: 224)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--probe", nargs=5, metavar=("MODE", "BACKBONE", "LAYER", "SIZE", "DEVICE"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.probe:
+        mode, name, layer, size, device = args.probe
+        print(_probe(mode, name, layer, int(size), torch.device(device)))
+        return 0
+    device = torch.device(args.device)
+    sizes = args.sizes or ([224] if args.quick else [224, 512])
+    cases = [(n, l) for n, l in CASES if not args.backbones or n in args.backbones]
+    rows = []
+    for name, layer in cases:
+        for size in sizes:
+            rows.append(measure_case(name, layer, size, device, args.repeats, not args.no_memory))
+            if args.json:
+                print(json.dumps(rows[-1]), flush=True)
+    if not args.json:
+        print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+        print(_format(rows))
+    if not args.quick:
+        for name, layer in [(n, l) for n, l in DREAM_CASES if not args.backbones or n in args.backbones]:
+            row = measure_dream(name, layer, 512, device, not args.no_memory)
+            print(json.dumps(row) if args.json else
+                  f"full dream {name}/{layer} 512 px: ours {row['dream_ms'] / 1000:.1f} s (plain path "
+                  f"{row['plain_dream_ms'] / 1000:.1f} s = {row['ratio_floor']:.2f}x the sum of floors "
+                  f"{row['floors_ms'] / 1000:.1f} s), naive {row['naive_dream_ms'] / 1000:.1f} s = "
+                  f"{row['speedup_vs_naive']:.2f}x slower than ours; peak memory {row['peak_mem_mb']} MB "
+                  f"(floor pass {row['floor_peak_mem_mb']} MB)", flush=True)
+    return 0

@@ -1,0 +1,54 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+import dream_core as dc
+from conftest import ROOT, random_backbone
+from dream_core.bench import floor_pass
+from dream_core.bench.naive import NaiveDreamer
+
+KEYS = {"case", "backbone", "layer", "size", "device", "floor_ms", "step_ms", "ratio_floor", "naive_ms",
+        "speedup_vs_naive", "fast_ms", "ratio_fast", "peak_mem_mb"}
+
+
+def test_quick_json_mode_emits_every_key_for_a_tiny_case():
+    result = subprocess.run(
+        [sys.executable, "-m", "dream_core.bench", "--quick", "--json", "--backbones", "googlenet",
+         "--sizes", "64", "--repeats", "1"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 1
+    row = rows[0]
+    assert KEYS <= set(row)
+    assert row["case"] == "googlenet/inception4c" and row["size"] == 64 and row["device"] == "cpu"
+    for key in ("floor_ms", "step_ms", "naive_ms", "fast_ms", "peak_mem_mb"):
+        assert row[key] > 0, key
+    assert abs(row["ratio_floor"] - row["step_ms"] / row["floor_ms"]) < 1e-9
+    assert abs(row["speedup_vs_naive"] - row["naive_ms"] / row["step_ms"]) < 1e-9
+
+
+def test_floor_pass_reaches_the_image_and_leaves_weights_without_grad():
+    backbone = random_backbone("googlenet")
+    image = torch.rand(1, 3, 64, 64, requires_grad=True)
+    floor_pass(backbone, "inception3a", image)
+    assert all(p.grad is None for p in backbone.model.parameters())
+
+
+def test_naive_recipe_is_the_classic_one_and_leaves_our_backbone_alone():
+    backbone = random_backbone("googlenet")
+    naive = NaiveDreamer(backbone, "inception3a", torch.device("cpu"))
+    assert all(p.requires_grad for p in naive.model.parameters())  # as the classic code leaves them
+    image = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
+    stepped = naive.step(image)
+    assert stepped.shape == image.shape and stepped.dtype == np.float32
+    assert 0 <= stepped.min() and stepped.max() <= 1 and np.abs(stepped - image).mean() > 1e-3
+    assert any(p.grad is not None for p in naive.model.parameters())  # weight gradients were computed
+    assert not any(p.requires_grad for p in backbone.model.parameters())
+    objective = dc.l2("inception3a")
+    extract = backbone.extractor(objective.layers)
+    before = objective(extract(torch.from_numpy(image))).item()
+    dreamed = naive.dream(torch.from_numpy(image), steps=3, octaves=2)
+    assert objective(extract(dreamed)).item() > before
