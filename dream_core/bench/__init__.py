@@ -12,6 +12,8 @@ For each case (backbone, layer, size) it measures, in one process on the same mo
 - ``peak_mem_mb`` / ``floor_peak_mem_mb``: peak memory of one step / one floor pass above the model
   itself, each measured in a fresh subprocess (CPU: resident set high-water mark; CUDA: allocator peak).
 
+Sizes above 1024 px (``--sizes 2048 4096``) time only our tiled step (512 px tiles) and its memory.
+
 Times are medians of ``--repeats`` runs after a warm-up. Without ``--quick`` it also times one full
 default dream (4 octaves, 10 steps, 512 px) on googlenet and vgg16 against the naive dream and
 against the sum of its floors.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -42,6 +45,7 @@ from .naive import NaiveDreamer
 
 CASES = [("googlenet", "inception4c"), ("vgg16", "relu4_3"), ("resnet50", "layer3"), ("inception_v3", "Mixed_6b")]
 DREAM_CASES = [("googlenet", "inception4c"), ("vgg16", "relu4_3")]
+LARGE, TILE = 1024, 512  # above LARGE px the step is tiled, as deepdream() does by default
 COLUMNS = ["case", "size", "floor_ms", "step_ms", "ratio_floor", "naive_ms", "speedup_vs_naive", "fast_ms",
            "ratio_fast", "bf16_ms", "ratio_bf16", "peak_mem_mb", "floor_peak_mem_mb"]
 
@@ -88,6 +92,8 @@ def _build(name: str, device: torch.device, fast: bool) -> Backbone:
 
 def measure_case(name: str, layer: str, size: int, device: torch.device, repeats: int,
                  memory: bool) -> dict:
+    if size > LARGE:
+        return measure_large_case(name, layer, size, device, repeats, memory)
     plain, fast = _build(name, device, False), _build(name, device, True)
     naive = NaiveDreamer(plain, layer, device)
     objective = l2(layer)
@@ -116,6 +122,21 @@ def measure_case(name: str, layer: str, size: int, device: torch.device, repeats
     return row
 
 
+def measure_large_case(name: str, layer: str, size: int, device: torch.device, repeats: int, memory: bool) -> dict:
+    """Above ``LARGE`` px only our tiled default step is timed: an untiled floor or naive step would need
+    memory that grows with the image (tens of GB at 4096 px) and is what tiling exists to avoid."""
+    fast = _build(name, device, True)
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    extractor, objective = fast.extractor([layer]), l2(layer)
+    timings = median_ms({"fast_ms": lambda: ascent_step(image, extractor, objective, step_size=0.01,
+                                                        tile_size=TILE, shift=(5, 7))}, device, repeats)
+    row = {key: None for key in COLUMNS}
+    row.update({"case": f"{name}/{layer}", "backbone": name, "layer": layer, "size": size, "device": str(device),
+                **timings, "tile_size": TILE,
+                "peak_mem_mb": probe_memory("step", name, layer, size, device) if memory else None})
+    return row
+
+
 def measure_dream(name: str, layer: str, size: int, device: torch.device, memory: bool) -> dict:
     """One full default dream: ours (default path and plain path), the naive dream, and the sum of floors."""
     plain, fast = _build(name, device, False), _build(name, device, True)
@@ -138,8 +159,11 @@ def measure_dream(name: str, layer: str, size: int, device: torch.device, memory
 def probe_memory(mode: str, name: str, layer: str, size: int, device: torch.device) -> float:
     """Peak memory (MB) of one ``mode`` run above the loaded model, in a fresh Python process."""
     command = [sys.executable, "-m", "dream_core.bench", "--probe", mode, name, layer, str(size), str(device)]
+    # A fixed mmap threshold makes glibc return freed tensors to the system at once, so the
+    # resident-set peak follows live tensors rather than heap fragmentation.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     result = subprocess.run(command, capture_output=True, text=True, check=True,
-                            cwd=Path(__file__).resolve().parents[2])
+                            cwd=Path(__file__).resolve().parents[2], env=env)
     return float(result.stdout.strip().splitlines()[-1])
 
 
@@ -147,7 +171,8 @@ def _probe(mode: str, name: str, layer: str, size: int, device: torch.device) ->
     backbone = _build(name, device, mode != "floor")
     image = torch.rand(1, 3, size, size).to(device)
     work = {"floor": lambda: floor_pass(backbone, layer, image),
-            "step": lambda: ascent_step(image, backbone.extractor([layer]), l2(layer), step_size=0.01),
+            "step": lambda: ascent_step(image, backbone.extractor([layer]), l2(layer), step_size=0.01,
+                                        tile_size=TILE if size > LARGE else 0),
             "dream": lambda: deepdream(image, backbone, l2(layer), steps=1)}[mode]
     gc.collect()
     if device.type == "cuda":
