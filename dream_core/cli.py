@@ -10,14 +10,14 @@ from pathlib import Path
 
 import torch
 
+from .ascent import GRAD_NORMS
 from .backbones import BACKBONES, get_spec
-from .dream import deepdream
+from .dream import PRECISIONS, deepdream
 from .errors import DreamCancelled, DreamError
 from .images import load_image, save_image
 from .objectives import Objective, layer_objective
 from .pyramid import DETAIL_MODES, resize
 from .weights import load_backbone
-from .ascent import GRAD_NORMS
 
 DEFAULT_WEIGHTS_DIR = Path(os.environ.get("DEEPDREAM_WEIGHTS", Path.home() / ".cache" / "deepdream-nodes"))
 
@@ -44,7 +44,8 @@ def parse_layer(text: str, loss: str, crop: int) -> Objective:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dream_core", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m dream_core", description=__doc__, epilog=_catalogue(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     dream = commands.add_parser(
         "dream", help="dream an image file", epilog=_catalogue(),
@@ -74,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     dream.add_argument("--smoothing", type=float, default=0.0, help="gradient blur sigma at the smallest octave")
     dream.add_argument("--mask", type=Path, help="greyscale image: white = dream, black = keep")
     dream.add_argument("--max-loss", type=float, help="stop an octave once the objective exceeds this")
+    dream.add_argument("--tile-size", type=int, default=512,
+                       help="octaves above 1024 px are dreamed in tiles of this size, bounding memory (0 = never)")
+    dream.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
+                       help="network precision: bf16/fp16 are faster on GPUs (and CPUs with native bf16), "
+                            "with a slightly different picture")
     dream.add_argument("--seed", type=int, default=0, help="seed of the jitter and of random weights")
     dream.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="compute device")
     return parser
@@ -120,7 +126,7 @@ def run_dream(args: argparse.Namespace) -> Path:
                           jitter=args.jitter, octaves=args.octaves, octave_scale=args.octave_scale,
                           detail=args.detail, blend=args.blend, grad_norm=args.grad_norm,
                           smoothing=args.smoothing, mask=mask, max_loss=args.max_loss, seed=args.seed,
-                          progress=advance)
+                          tile_size=args.tile_size, precision=args.precision, progress=advance)
     output = args.output or args.input.with_name(f"{args.input.stem}_dream.png")
     return save_image(dream, output)
 

@@ -121,22 +121,16 @@ def deepdream(
     check(tile_size == 0 or tile_size >= 2 * tile_overlap + 32,
           f"tile_size: must be 0 (off) or at least 2 * tile_overlap + 32 = {2 * tile_overlap + 32}, got {tile_size}.")
     batch, _, height, width = original.shape
+    given_size = (height, width)
     extractor = backbone.extractor(objective.layers)
     smallest = extractor.min_input_size()
-    if min(height, width) < smallest:  # dream an enlarged copy, hand back the original size
+    if min(height, width) < smallest:  # dream an enlarged copy, hand back the size given
         factor = smallest / min(height, width)
         log.warning("image: %dx%d is smaller than the %d px that %s of %s needs; dreaming it enlarged %.1fx.",
                     height, width, smallest, extractor.deepest, backbone.name, factor)
-        enlarged = resize(original, (math.ceil(height * factor), math.ceil(width * factor)))
-        enlarged_mask = None if mask is None else prepare_mask(mask, batch, tuple(enlarged.shape[-2:]))
-        settings = dict(steps=steps, step_size=step_size, jitter=jitter, octaves=octaves, octave_scale=octave_scale,
-                        detail=detail, blend=blend, grad_norm=grad_norm, smoothing=smoothing, max_loss=max_loss,
-                        seed=seed, precision=precision, tile_size=tile_size, tile_overlap=tile_overlap,
-                        tile_above=tile_above, progress=progress, cancel=cancel)
-        dreamed = deepdream(enlarged, backbone, objective, mask=enlarged_mask, **settings)
-        return resize(dreamed, (height, width)).clamp(0, 1).to(image.device)
+        height, width = math.ceil(height * factor), math.ceil(width * factor)
     sizes = octave_sizes((height, width), octaves, octave_scale, max(MIN_OCTAVE_SIZE, smallest))
-    masks = None if mask is None else prepare_mask(mask, batch, (height, width)).to(backbone.device)
+    masks = None if mask is None else prepare_mask(mask, batch, given_size).to(backbone.device)
     autocast = autocast_dtype(precision, backbone.device)
     total, done = batch * len(sizes) * steps, 0
     tiles = TilePolicy(tile_size, tile_above, minimum=2 * tile_overlap + max(32, smallest))
@@ -167,7 +161,9 @@ def deepdream(
             return current
 
         item = original[index:index + 1].to(backbone.device)
-        dreamed = dream_octaves(item, sizes, dream_level, detail, blend)
+        dreamed = dream_octaves(resize(item, (height, width)), sizes, dream_level, detail, blend)
+        if (height, width) != given_size:
+            dreamed = resize(dreamed, given_size).clamp(0.0, 1.0)
         if item_mask is not None:
             dreamed = torch.where(item_mask > 0, dreamed, item)
         return dreamed

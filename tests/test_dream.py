@@ -124,3 +124,11 @@ def test_bad_images_are_explained(googlenet):
         dc.deepdream(torch.full((1, 3, 64, 64), float("nan")), googlenet, dc.l2("conv2"))
     with pytest.raises(dc.DreamError, match="divide by 255"):
         dc.deepdream(torch.zeros(1, 3, 64, 64, dtype=torch.uint8), googlenet, dc.l2("conv2"))
+
+
+@pytest.mark.parametrize("steps", [0, 2])
+def test_the_callers_image_and_mask_are_never_modified(googlenet, image, steps):
+    picture, mask = image.clone(), torch.rand(64, 80)
+    kept_picture, kept_mask = picture.clone(), mask.clone()
+    dc.deepdream(picture, googlenet, dc.l2("inception3a"), steps=steps, octaves=2, mask=mask)
+    assert torch.equal(picture, kept_picture) and torch.equal(mask, kept_mask)
