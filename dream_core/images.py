@@ -16,7 +16,7 @@ from torch import Tensor
 from .errors import DreamError, ShapeError
 from .pyramid import resize
 
-__all__ = ["check_image", "prepare_mask", "from_bhwc", "to_bhwc", "load_image", "save_image"]
+__all__ = ["check_image", "prepare_mask", "from_bhwc", "to_bhwc", "load_image", "save_image", "to_pil"]
 
 
 def check_image(image: object, name: str = "image") -> Tensor:
@@ -95,15 +95,20 @@ def load_image(path: str | Path) -> Tensor:
     return torch.from_numpy(array).movedim(-1, 0).unsqueeze(0)
 
 
-def save_image(image: Tensor, path: str | Path) -> Path:
-    """Write :math:`(3, H, W)` or :math:`(1, 3, H, W)` in 0..1 as an 8-bit image; the format follows the suffix."""
+def to_pil(image: Tensor):
+    """:math:`(3, H, W)` or :math:`(1, 3, H, W)` in 0..1, on any device -> an 8-bit RGB ``PIL.Image``."""
     from PIL import Image
 
     image = image.squeeze(0) if image.ndim == 4 else image
     array = (image.detach().float().clamp(0, 1).movedim(0, -1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+    return Image.fromarray(array)
+
+
+def save_image(image: Tensor, path: str | Path) -> Path:
+    """Write :math:`(3, H, W)` or :math:`(1, 3, H, W)` in 0..1 as an 8-bit image; the format follows the suffix."""
     path = Path(path)
     try:
-        Image.fromarray(array).save(path)
+        to_pil(image).save(path)
     except (OSError, ValueError) as error:
         raise DreamError(f"output: cannot write {path} ({error}).") from error
     return path

@@ -148,9 +148,7 @@ def run_dream(image: torch.Tensor, backbone: Backbone, make_objective, octaves: 
     ``make_objective`` runs inside the escape and on the compute device, so objectives that run a
     reference image through the backbone get normal tensors in the right place.
     """
-    device = host.compute_device()
-    with host.gradients(), host.backbone_on(backbone, device, pixels=image[..., 0].numel()):
-        host.make_trainable_copy_if_inference(backbone)
+    with host.dreaming(backbone, pixels=image[..., 0].numel()) as device:
         dream = deepdream(from_bhwc(image).to(device), backbone, make_objective(),
                           **asdict(octaves or OctaveSettings()),
                           mask=None if mask is None else (1.0 - mask if invert_mask else mask).to(device),

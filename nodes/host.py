@@ -17,6 +17,7 @@ import torch
 
 from ..dream_core import WeightsError
 from ..dream_core.backbones import Backbone
+from ..dream_core.images import to_pil
 from ..dream_core.weights import WEIGHT_EXTENSIONS
 
 try:  # inside ComfyUI
@@ -143,6 +144,16 @@ def backbone_on(backbone: Backbone, device: torch.device, pixels: int) -> Iterat
                 model_management.soft_empty_cache()
 
 
+@contextmanager
+def dreaming(backbone: Backbone, pixels: int) -> Iterator[torch.device]:
+    """Everything a node needs around work with gradients: the grad-mode escape, the backbone on the
+    host's device (room made first, moved back after), and weights that autograd may save."""
+    device = compute_device()
+    with gradients(), backbone_on(backbone, device, pixels):
+        make_trainable_copy_if_inference(backbone)
+        yield device
+
+
 def progress_callback() -> Callable[[int, int, torch.Tensor], None] | None:
     """``(step, total, preview)`` -> the host's progress bar, with a JPEG preview every few steps."""
     if comfy_utils is None:
@@ -155,17 +166,10 @@ def progress_callback() -> Callable[[int, int, torch.Tensor], None] | None:
             bar = comfy_utils.ProgressBar(total)
         picture = None
         if step % PREVIEW_EVERY == 0 or step == total:
-            picture = ("JPEG", _to_pil(preview), PREVIEW_SIZE)
+            picture = ("JPEG", to_pil(preview), PREVIEW_SIZE)
         bar.update_absolute(step, total, picture)
 
     return report
-
-
-def _to_pil(image: torch.Tensor):
-    from PIL import Image
-
-    array = (image.detach().float().clamp(0, 1).movedim(0, -1) * 255).round().byte().cpu().numpy()
-    return Image.fromarray(array)
 
 
 def interrupted() -> bool:
@@ -192,6 +196,6 @@ def download_progress() -> Callable[[int, int], None] | None:
 
 __all__ = [
     "register_model_folder", "install_example_inputs", "weights_dir", "weight_files", "weight_file", "compute_device",
-    "output_device", "gradients", "make_trainable_copy_if_inference", "backbone_on", "progress_callback",
+    "output_device", "gradients", "make_trainable_copy_if_inference", "backbone_on", "dreaming", "progress_callback",
     "interrupted", "download_progress",
 ]

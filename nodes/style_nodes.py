@@ -39,8 +39,6 @@ class StyleLoss:
 
     def build(self, style_image: torch.Tensor, backbone: Backbone, layers: tuple[LayerTerm, ...], weight: float,
               objective: Objective | None = None) -> tuple[Objective]:
-        device = host.compute_device()
-        with host.gradients(), host.backbone_on(backbone, device, style_image[0, ..., 0].numel()):
-            host.make_trainable_copy_if_inference(backbone)
+        with host.dreaming(backbone, pixels=style_image[0, ..., 0].numel()):
             style = style_objective(backbone, from_bhwc(style_image, "style_image"), layers, weight)
         return (style if objective is None else objective + style,)
