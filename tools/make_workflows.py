@@ -1,5 +1,4 @@
-"""Write example_workflows/*.json (UI format), their API twins (example_workflows/api/*.json) and
-docs/deepdream_basic.png.
+"""Write example_workflows/*.json (UI format) and their API twins (example_workflows/api/*.json).
 
 Run from the repository root: ``python tools/make_workflows.py``. Each workflow is described once,
 below, in API terms; the UI file gets the node layout, links and widget values in input order,
@@ -134,7 +133,7 @@ def ui_format(nodes) -> dict:
     depth = {}
     for node_id, _, inputs in nodes:  # nodes are listed after their sources
         depth[node_id] = 1 + max((depth[v[0]] for v in inputs.values() if isinstance(v, tuple)), default=-1)
-    links, ui_nodes, rows = [], [], {}
+    links, ui_nodes, column_bottom = [], [], {}
     outputs_links: dict[tuple[int, int], list[int]] = {}
     for node_id, class_type, inputs in nodes:
         for slot, (name, kind) in enumerate(node_slots(class_type)[0]):
@@ -150,11 +149,13 @@ def ui_format(nodes) -> dict:
             values.append(inputs.get(name, default))
             if name == "seed":
                 values.append("fixed")  # the frontend's control_after_generate widget follows every seed
-        row = rows.get(depth[node_id], 0)
-        rows[depth[node_id]] = row + 1
         height = 60 + 22 * (len(link_inputs) + len(widgets) + len(outputs))
+        if class_type == "LoadImage":
+            height += 240  # the frontend shows the picture inside the node
+        top = column_bottom.get(depth[node_id], 40)
+        column_bottom[depth[node_id]] = top + height + 50
         ui_nodes.append({
-            "id": node_id, "type": class_type, "pos": [40 + 340 * depth[node_id], 40 + 230 * row],
+            "id": node_id, "type": class_type, "pos": [40 + 340 * depth[node_id], top],
             "size": [300, height], "flags": {}, "order": order, "mode": 0,
             "inputs": [{"name": name, "type": kind,
                         "link": next((l[0] for l in links if l[3] == node_id and l[4] == slot), None)}
@@ -168,37 +169,6 @@ def ui_format(nodes) -> dict:
             "groups": [], "config": {}, "extra": {"ds": {"scale": 1.0, "offset": [0, 0]}}, "version": 0.4}
 
 
-def render(ui: dict, path: Path) -> None:
-    """A plain picture of a UI workflow: nodes as boxes with their inputs and widgets, links as lines."""
-    from PIL import Image, ImageDraw
-
-    width = max(n["pos"][0] + n["size"][0] for n in ui["nodes"]) + 40
-    height = max(n["pos"][1] + n["size"][1] for n in ui["nodes"]) + 40
-    picture = Image.new("RGB", (width, height), (32, 32, 36))
-    draw = ImageDraw.Draw(picture)
-    nodes = {n["id"]: n for n in ui["nodes"]}
-    for _, origin, origin_slot, target, target_slot, _kind in ui["links"]:
-        a, b = nodes[origin], nodes[target]
-        start = (a["pos"][0] + a["size"][0], a["pos"][1] + 41 + 22 * (len(a["inputs"]) + origin_slot))
-        end = (b["pos"][0], b["pos"][1] + 41 + 22 * target_slot)
-        draw.line([start, ((start[0] + end[0]) // 2, start[1]), ((start[0] + end[0]) // 2, end[1]), end],
-                  fill=(120, 170, 230), width=3)
-    for node in ui["nodes"]:
-        x, y = node["pos"]
-        w, h = node["size"]
-        draw.rounded_rectangle([x, y, x + w, y + h], 8, fill=(58, 58, 64), outline=(90, 90, 100))
-        draw.rounded_rectangle([x, y, x + w, y + 26], 8, fill=(78, 62, 110))
-        title = pack.NODE_DISPLAY_NAME_MAPPINGS.get(node["type"], node["type"])
-        draw.text((x + 10, y + 7), title, fill=(240, 240, 240))
-        lines = [f"> {i['name']}" for i in node["inputs"]] + [f"{o['name']} >" for o in node["outputs"]]
-        widget_names = [name for name, _ in node_slots(node["type"])[1]]
-        values = [v for v in node["widgets_values"] if v != "fixed"]
-        lines += [f"{name}: {value}" for name, value in zip(widget_names, values)]
-        for row, text in enumerate(lines):
-            draw.text((x + 12, y + 34 + 22 * row), text, fill=(200, 200, 210))
-    picture.save(path)
-
-
 def main() -> None:
     out = ROOT / "example_workflows"
     for name, nodes in WORKFLOWS.items():
@@ -206,9 +176,6 @@ def main() -> None:
         (out / f"{name}.json").write_text(json.dumps(ui, indent=2) + "\n")
         (out / "api").mkdir(exist_ok=True)  # a subfolder: ComfyUI lists only the UI files as Templates
         (out / "api" / f"{name}.json").write_text(json.dumps(api_format(nodes), indent=2) + "\n")
-        if name == "deepdream_basic":
-            (ROOT / "docs").mkdir(exist_ok=True)
-            render(ui, ROOT / "docs" / "deepdream_basic.png")
 
 
 if __name__ == "__main__":
