@@ -148,10 +148,10 @@ def deepdream(
                 if cancel is not None and cancel():
                     raise DreamCancelled(f"dream cancelled at step {done} of {total}")
                 shift = random_shift(generator, jitter)
-                current, scores = tiles.retry_on_oom(lambda tile: ascent_step(
-                    current, extractor, objective, step_size=step_size, shift=shift, grad_norm=grad_norm,
-                    smoothing=sigma, mask=level_mask, autocast=autocast, tile_size=tile, tile_overlap=tile_overlap),
-                    tuple(current.shape[-2:]))
+                current, scores = tiles.run(
+                    ascent_step, current, extractor, objective, step_size=step_size, shift=shift,
+                    grad_norm=grad_norm, smoothing=sigma, mask=level_mask, autocast=autocast,
+                    tile_overlap=tile_overlap)
                 reached = max_loss is not None and bool((scores > max_loss).all())
                 done += steps - step if reached else 1  # skipped steps count as done for the bar
                 if progress is not None:
@@ -190,11 +190,13 @@ class TilePolicy:
             return self.forced
         return self.tile_size if self.tile_size and max(size) > self.tile_above else 0
 
-    def retry_on_oom(self, step: Callable[[int], tuple[Tensor, Tensor]], size: tuple[int, int]):
+    def run(self, step: Callable[..., tuple[Tensor, Tensor]], image: Tensor, *args, **kwargs) -> tuple[Tensor, Tensor]:
+        """``step(image, *args, tile_size=..., **kwargs)`` with this policy's tile size, retried on out-of-memory."""
+        size = tuple(image.shape[-2:])
         while True:
             tile = self.for_size(size)
             try:
-                return step(tile)
+                return step(image, *args, tile_size=tile, **kwargs)
             except torch.OutOfMemoryError:
                 smaller = (self.tile_size or 512) if tile == 0 else tile // 2
                 if smaller < self.minimum:

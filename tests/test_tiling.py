@@ -82,20 +82,25 @@ def test_out_of_memory_falls_back_to_smaller_tiles_once_with_one_warning(caplog)
     policy = TilePolicy(512, 1024, minimum=160)
     tried = []
 
-    def step(tile):
-        tried.append(tile)
-        if tile == 0 or tile > 256:
+    image = torch.zeros(1, 3, 900, 900)
+
+    def step(picture, tile_size):
+        tried.append(tile_size)
+        if tile_size == 0 or tile_size > 256:
             raise torch.OutOfMemoryError("CUDA out of memory")
         return "ok"
 
     with caplog.at_level("WARNING", logger="DeepDreamNodes"):
-        assert policy.retry_on_oom(step, (900, 900)) == "ok"
-        assert policy.retry_on_oom(step, (900, 900)) == "ok"
+        assert policy.run(step, image) == "ok"
+        assert policy.run(step, image) == "ok"
     assert tried == [0, 512, 256, 256]
     assert caplog.text.count("out of GPU memory") == 1
+
+    def always_out_of_memory(picture, tile_size):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
     with pytest.raises(torch.OutOfMemoryError):
-        TilePolicy(512, 1024, minimum=400).retry_on_oom(lambda tile: (_ for _ in ()).throw(torch.OutOfMemoryError()),
-                                                        (900, 900))
+        TilePolicy(512, 1024, minimum=400).run(always_out_of_memory, image)
 
 
 def test_shared_mask_broadcasts_over_the_batch(googlenet, image):
