@@ -4,6 +4,8 @@
     >>> backbone = dc.load_backbone("googlenet", "random", seed=0)
     >>> image = dc.load_image("assets/example.jpg")
     >>> dream = dc.deepdream(image, backbone, dc.l2("inception4c") + 0.5 * dc.l2("inception4d"))
+    >>> dream.shape, bool((dream != image).any())
+    (torch.Size([1, 3, 384, 512]), True)
 
 Nothing here imports ComfyUI; the node pack at the repository root wraps these functions.
 """

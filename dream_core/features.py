@@ -32,7 +32,7 @@ class FeatureExtractor(nn.Module):
         >>> from dream_core import load_backbone
         >>> extract = load_backbone("alexnet", "random").extractor(["relu2"])
         >>> extract(torch.rand(1, 3, 64, 64))["relu2"].shape
-        torch.Size([1, 192, 3, 3])
+        torch.Size([1, 192, 7, 7])
     """
 
     def __init__(self, stages: Sequence[tuple[str, nn.Module]], layers: Collection[str],
