@@ -11,7 +11,7 @@ Nothing here imports ComfyUI; the node pack at the repository root wraps these f
 """
 
 from .ascent import ascent_step, normalize_gradient, random_shift
-from .backbones import BACKBONES, Backbone, BackboneSpec, backbone_names, get_spec
+from .backbones import BACKBONES, Backbone, BackboneSpec, backbone_names, fold_batchnorm, get_spec
 from .dream import deepdream
 from .errors import DreamCancelled, DreamError, LayerError, ShapeError, WeightsError
 from .features import FeatureExtractor
@@ -23,7 +23,7 @@ from .weights import download_weights, load_backbone, read_state_dict
 __all__ = [
     "BACKBONES", "Backbone", "BackboneSpec", "DreamCancelled", "DreamError", "FeatureExtractor",
     "LayerError", "Objective", "ShapeError", "WeightsError", "ascent_step", "backbone_names", "channel",
-    "check_image", "deepdream", "download_weights", "dream_octaves", "from_bhwc", "gaussian_blur",
+    "check_image", "deepdream", "download_weights", "dream_octaves", "fold_batchnorm", "from_bhwc", "gaussian_blur",
     "get_spec", "l2", "layer_objective", "load_backbone", "load_image", "mean_activation",
     "normalize_gradient", "objective", "octave_sizes", "prepare_mask", "random_shift",
     "read_state_dict", "resize", "save_image", "to_bhwc",

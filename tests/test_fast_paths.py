@@ -10,21 +10,48 @@ SETTINGS = dict(steps=5, octaves=2, jitter=8, seed=3)
 
 
 def _pair(name="googlenet"):
-    plain = dc.load_backbone(name, "random", seed=0, channels_last=False)
-    fast = dc.load_backbone(name, "random", seed=0, channels_last=True)
+    plain = dc.load_backbone(name, "random", seed=0, channels_last=False, fuse_batchnorm=False)
+    fast = dc.load_backbone(name, "random", seed=0)  # the default: channels_last, batch norms folded
     return plain, fast
 
 
 def test_channels_last_is_the_default_and_changes_the_layout_only():
-    plain, fast = _pair()
+    plain = dc.load_backbone("alexnet", "random", channels_last=False)
+    fast = dc.load_backbone("alexnet", "random")
     assert fast.memory_format == torch.channels_last and plain.memory_format == torch.contiguous_format
-    weight = dict(fast.model.named_parameters())["conv1.conv.weight"]
+    weight = dict(fast.model.named_parameters())["features.0.weight"]
     assert weight.is_contiguous(memory_format=torch.channels_last)
-    assert torch.equal(weight, dict(plain.model.named_parameters())["conv1.conv.weight"])
+    assert torch.equal(weight, dict(plain.model.named_parameters())["features.0.weight"])
 
 
-def test_channels_last_dream_matches_the_plain_dream(image):
-    # Tolerance: 1e-3 absolute per pixel (0..1 units) after 10 steps; seen: 2.4e-7.
+@pytest.mark.parametrize("name", ["googlenet", "inception_v3", "resnet50"])
+def test_folded_batchnorm_gives_every_catalogue_layer_unchanged(name):
+    # Tolerance: 1e-5 relative to each layer's largest activation (seen: up to 3.1e-6).
+    plain = dc.load_backbone(name, "random", fuse_batchnorm=False, channels_last=False)
+    fused = dc.load_backbone(name, "random", channels_last=False)
+    bn_stages = {n for n, stage in fused.stages if isinstance(stage, torch.nn.BatchNorm2d)}
+    assert not [m for n, stage in fused.stages if n not in bn_stages for m in stage.modules()
+                if isinstance(m, torch.nn.BatchNorm2d)], "a batch norm inside a stage was not folded"
+    assert not any(p.requires_grad for p in fused.model.parameters())
+    size = plain.spec.native_size
+    image = torch.rand(1, 3, size, size)
+    with torch.no_grad():
+        expected, got = plain.extractor(plain.spec.layers)(image), fused.extractor(fused.spec.layers)(image)
+    for layer in plain.spec.layers:
+        scale = expected[layer].abs().max().clamp_min(1e-12)
+        assert (expected[layer] - got[layer]).abs().max() / scale < 1e-5, layer
+
+
+def test_fold_batchnorm_leaves_training_mode_and_lone_norms_alone():
+    block = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    assert dc.fold_batchnorm(block) == 0  # training mode: the statistics are not fixed yet
+    assert dc.fold_batchnorm(block.eval()) == 1 and isinstance(block[1], torch.nn.Identity)
+    assert dc.fold_batchnorm(torch.nn.BatchNorm2d(4).eval()) == 0
+
+
+def test_default_fast_path_dream_matches_the_plain_dream(image):
+    # channels_last + folded batch norms against the plain torchvision model.
+    # Tolerance: 1e-3 absolute per pixel (0..1 units) after 10 steps.
     plain, fast = _pair()
     objective = dc.l2("inception3b")
     a = dc.deepdream(image, plain, objective, precision="fp32", **SETTINGS)

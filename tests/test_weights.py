@@ -24,30 +24,37 @@ def test_random_init_is_seeded_and_leaves_the_global_rng_alone():
     assert not torch.equal(a.model.state_dict()[weight], c.model.state_dict()[weight])
 
 
+def torchvision_layout(name, seed=0):
+    """A random backbone whose state dict has torchvision's keys (batch norms not folded)."""
+    return dc.load_backbone(name, "random", seed=seed, fuse_batchnorm=False)
+
+
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
 def test_file_round_trip(tmp_path, suffix):
-    source = random_backbone("googlenet", seed=3)
+    source = torchvision_layout("googlenet", seed=3)
     state = source.model.state_dict()
     path = tmp_path / f"googlenet{suffix}"
     if suffix == ".safetensors":
         save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     else:
         torch.save(state, path)
-    loaded = dc.load_backbone("googlenet", path)
-    for key, value in loaded.model.state_dict().items():
+    exact = dc.load_backbone("googlenet", path, fuse_batchnorm=False)
+    for key, value in exact.model.state_dict().items():
         assert torch.equal(value, state[key]), key
+    loaded = dc.load_backbone("googlenet", path)  # the default: batch norms folded into the convolutions
     assert not any(p.requires_grad for p in loaded.model.parameters())
     x = torch.rand(1, 3, 64, 64)
-    assert torch.equal(loaded.extractor(["inception3b"])(x)["inception3b"],
-                       source.extractor(["inception3b"])(x)["inception3b"])
+    expected = source.extractor(["inception3b"])(x)["inception3b"]
+    assert torch.equal(exact.extractor(["inception3b"])(x)["inception3b"], expected)
+    assert torch.allclose(loaded.extractor(["inception3b"])(x)["inception3b"], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_torchvision_style_file_with_aux_heads_and_module_prefix_loads(tmp_path):
-    state = dict(random_backbone("googlenet").model.state_dict())
+    state = dict(torchvision_layout("googlenet").model.state_dict())
     state["aux1.fc2.weight"] = torch.zeros(1000, 1024)  # pretrained googlenet files carry aux heads
     path = tmp_path / "wrapped.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
-    loaded = dc.load_backbone("googlenet", path)
+    loaded = dc.load_backbone("googlenet", path, fuse_batchnorm=False)
     assert torch.equal(loaded.model.state_dict()["conv1.conv.weight"], state["conv1.conv.weight"])
 
 

@@ -7,7 +7,8 @@ For each case (backbone, layer, size) it measures, in one process on the same mo
 - ``step_ms``: one step of our ascent loop on that same plain path (jitter, forward, backward,
   normalise, update, clamp); ``ratio_floor = step_ms / floor_ms``.
 - ``naive_ms``: the classic recipe (``naive.py``); ``speedup_vs_naive = naive_ms / step_ms``.
-- ``fast_ms``: our default path (channels_last weights and input, float32); ``ratio_fast = fast_ms / floor_ms``.
+- ``fast_ms``: our default path (channels_last, batch norms folded into the convolutions, float32);
+  ``ratio_fast = fast_ms / floor_ms``.
 - ``bf16_ms``: channels_last with bf16 autocast, also on the CPU (fast only where the CPU has native bf16).
 - ``peak_mem_mb`` / ``floor_peak_mem_mb``: peak memory of one step / one floor pass above the model
   itself, each measured in a fresh subprocess (CPU: resident set high-water mark; CUDA: allocator peak).
@@ -87,7 +88,8 @@ def _sync(device: torch.device) -> None:
 
 
 def _build(name: str, device: torch.device, fast: bool) -> Backbone:
-    return load_backbone(name, "random", seed=0, device=device, channels_last=fast)
+    """``fast``: our default (channels_last, batch norms folded); else the plain torchvision model."""
+    return load_backbone(name, "random", seed=0, device=device, channels_last=fast, fuse_batchnorm=fast)
 
 
 def measure_case(name: str, layer: str, size: int, device: torch.device, repeats: int,
