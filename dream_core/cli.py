@@ -16,7 +16,7 @@ from .dream import PRECISIONS, deepdream
 from .errors import DreamCancelled, DreamError
 from .images import load_image, save_image
 from .objectives import Objective, layer_objective
-from .pyramid import DETAIL_MODES, resize
+from .pyramid import DETAIL_MODES, resize_longer_side
 from .weights import load_backbone
 
 DEFAULT_WEIGHTS_DIR = Path(os.environ.get("DEEPDREAM_WEIGHTS", Path.home() / ".cache" / "deepdream-nodes"))
@@ -86,13 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def pick_device(name: str) -> torch.device:
+    mps = getattr(torch.backends, "mps", None)
+    available = {"cuda": torch.cuda.is_available(), "mps": mps is not None and mps.is_available(), "cpu": True}
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-    available = {"cpu": True, "cuda": torch.cuda.is_available(),
-                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+        return torch.device(next(device for device, present in available.items() if present))
     if not available[name]:
         raise DreamError(f"--device: {name} is not available on this machine; use --device cpu or auto.")
     return torch.device(name)
@@ -104,9 +101,7 @@ def run_dream(args: argparse.Namespace) -> Path:
     spec = get_spec(args.backbone)
     image = load_image(args.input)
     if args.size:
-        height, width = image.shape[-2:]
-        factor = args.size / max(height, width)
-        image = resize(image, (max(1, round(height * factor)), max(1, round(width * factor))))
+        image = resize_longer_side(image, args.size)
     mask = None if args.mask is None else load_image(args.mask).mean(1)
     objective = Objective.sum(parse_layer(text, args.loss, args.crop) for text in (args.layers or [spec.default_layer]))
     device = pick_device(args.device)

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .errors import check
 
-__all__ = ["OctaveSettings", "octave_sizes", "resize", "gaussian_blur", "dream_octaves", "DETAIL_MODES"]
+__all__ = ["OctaveSettings", "octave_sizes", "resize", "resize_longer_side", "gaussian_blur", "dream_octaves", "DETAIL_MODES"]
 
 log = logging.getLogger("DeepDreamNodes")
 DETAIL_MODES = ("reinject", "blend")
@@ -78,6 +78,18 @@ def resize(image: Tensor, size: tuple[int, int]) -> Tensor:
         return image
     shrinking = size[0] < image.shape[-2] or size[1] < image.shape[-1]
     return _kornia_resize(image, size, interpolation="bilinear", align_corners=False, antialias=shrinking)
+
+
+def resize_longer_side(image: Tensor, side: int) -> Tensor:
+    """Resize :math:`(B, C, H, W)` so that its longer side is ``side`` px, keeping the aspect ratio.
+
+    Example:
+        >>> resize_longer_side(torch.rand(1, 3, 300, 400), 200).shape
+        torch.Size([1, 3, 150, 200])
+    """
+    height, width = image.shape[-2:]
+    factor = side / max(height, width)
+    return resize(image, (max(1, round(height * factor)), max(1, round(width * factor))))
 
 
 def gaussian_blur(image: Tensor, sigma: float) -> Tensor:

@@ -14,7 +14,7 @@ from torch import Tensor
 from .backbones import Backbone
 from .images import check_image
 from .objectives import LayerTerm, Objective, gram_matrix, gram_style, guide
-from .pyramid import resize
+from .pyramid import resize_longer_side
 
 __all__ = ["reference_activations", "guided_objective", "style_objective"]
 
@@ -27,9 +27,7 @@ def reference_activations(backbone: Backbone, image: Tensor, layers: Iterable[st
     """
     reference = check_image(image, name)[:1].to(backbone.device)
     if max_side is not None and max(reference.shape[-2:]) > max_side:
-        height, width = reference.shape[-2:]
-        factor = max_side / max(height, width)
-        reference = resize(reference, (max(1, round(height * factor)), max(1, round(width * factor))))
+        reference = resize_longer_side(reference, max_side)
     with torch.no_grad():
         return backbone.extractor(layers)(reference)
 

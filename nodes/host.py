@@ -101,8 +101,10 @@ def output_device() -> torch.device:
 def gradients() -> Iterator[None]:
     """Leave the host's ``torch.inference_mode()`` and switch gradients on.
 
-    Tensors made inside are normal tensors that autograd may save; inference tensors from outside
-    must be copied in here (``dream_core.check_image`` does for images) before they meet autograd.
+    Tensors made inside are normal tensors that autograd may save. Inference tensors from outside
+    (the IMAGE and MASK inputs) may be read here but never saved for backward: ``dream_core`` rolls or
+    gathers a copy of the image before the forward pass; weights are fixed by
+    :func:`make_trainable_copy_if_inference`.
     """
     with torch.inference_mode(False), torch.enable_grad():
         yield
