@@ -26,7 +26,7 @@ __all__ = ["ascent_step", "image_gradient", "random_shift", "normalize_gradient"
 
 GRAD_NORMS = ("mean_abs", "std")
 _TINY = torch.finfo(torch.float32).tiny
-_ALIGN = 32  # tile edges on multiples of the largest total stride (pool5, Mixed_7c, layer4: 32)
+TILE_ALIGN = 32  # tile edges on multiples of the largest total stride (pool5, Mixed_7c, layer4: 32)
 
 
 def random_shift(generator: torch.Generator, jitter: int) -> tuple[int, int]:
@@ -137,8 +137,8 @@ def image_gradient(
     source_cols = (torch.arange(width, device=image.device) - shift[1]) % width
     grad = torch.empty_like(image)
     scores = image.new_zeros(image.shape[0])
-    margin = _ALIGN * math.ceil(overlap / 2 / _ALIGN)
-    core = max(_ALIGN, _ALIGN * ((tile_size - 2 * margin) // _ALIGN))
+    margin = TILE_ALIGN * math.ceil(overlap / 2 / TILE_ALIGN)
+    core = max(TILE_ALIGN, TILE_ALIGN * ((tile_size - 2 * margin) // TILE_ALIGN))
     for rows, tile_rows in _spans(height, core, margin):
         for cols, tile_cols in _spans(width, core, margin):
             tile = image[..., source_rows[tile_rows], :][..., source_cols[tile_cols]]

@@ -8,21 +8,27 @@ frozen network plus its spec; it hands out feature extractors that stop at the d
 Convention: a layer's name is the name of the trunk stage whose *output* it is. The trunk is the
 network flattened into stages that run one after the other; VGG and AlexNet stages get Caffe-style
 names (``conv4_3``, ``relu4_3``, ``pool4``), the others keep torchvision's attribute names
-(``inception4c``, ``Mixed_6b``, ``layer3``).
+(``inception4c``, ``Mixed_6b``, ``layer3``). Every registry catalogue ends with ``logits``, the
+classifier's output :math:`(B, 1000)`, so ``channel("logits", k)`` is the score of ImageNet class ``k``.
+Any ``nn.Module`` becomes a backbone with :func:`backbone_from_module`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from .errors import DreamError, LayerError
-from .features import FeatureExtractor
+from .features import INPUT, FeatureExtractor
 
-__all__ = ["BackboneSpec", "Backbone", "BACKBONES", "get_spec", "backbone_names", "fold_batchnorm"]
+__all__ = ["BackboneSpec", "Backbone", "BACKBONES", "LOGITS", "get_spec", "backbone_names", "fold_batchnorm",
+           "backbone_from_module"]
+
+LOGITS = "logits"
+"""The last layer of every registry catalogue: the classifier's output, one score per class."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,8 @@ class BackboneSpec:
         name: registry key, e.g. ``"googlenet"``.
         title: one line for help texts.
         build: returns the torchvision module with random weights (seeded by the caller).
-        trunk: the module's stages in execution order, one per entry of ``layers``.
+        trunk: the module's stages in execution order, one per entry of ``layers`` (the classifier
+            head included, as the ``logits`` stage).
         layers: layer name -> channel count, in execution order.
         mean, std: per-channel input normalisation applied to 0..1 RGB.
         native_size: the resolution the network was trained at.
@@ -41,6 +48,9 @@ class BackboneSpec:
         ignore_keys: state-dict key prefixes that belong to heads we never build (auxiliary classifiers).
         default_layer: a layer that dreams well when the user names none.
         aliases: other names users know a layer by (Keras ``mixed4`` for ``Mixed_6b``).
+        categories: where the class names come from: a torchvision weights name
+            (``"GoogLeNet_Weights.IMAGENET1K_V1"``, read from the installed package, no download) or
+            the names themselves.
     """
 
     name: str
@@ -55,6 +65,15 @@ class BackboneSpec:
     default_layer: str
     ignore_keys: tuple[str, ...] = ()
     aliases: dict[str, str] = field(default_factory=dict)
+    categories: str | tuple[str, ...] = ()
+
+    def class_names(self) -> list[str] | None:
+        """The name of each output class, or None when the network has no named classes."""
+        if isinstance(self.categories, str):
+            import torchvision.models
+
+            return list(torchvision.models.get_weight(self.categories).meta["categories"])
+        return list(self.categories) or None
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -64,13 +83,26 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
 
 
-def _children_except(*head: str) -> Callable[[nn.Module], list[nn.Module]]:
-    """Trunk = the module's children in order, without the classifier head and auxiliary branches."""
-    return lambda model: [m for name, m in model.named_children() if name not in head]
+_FLATTEN = "flatten"
 
 
-def _features_trunk(model: nn.Module) -> list[nn.Module]:
-    return list(model.features)
+def _children_then_head(skipped: Sequence[str], head: Sequence[str]) -> Callable[[nn.Module], list[nn.Module]]:
+    """Trunk = the module's children in order (without ``skipped``: the head, auxiliary branches),
+    then one ``logits`` stage made of the ``head`` children in the order the module's forward runs them."""
+    return lambda model: [*(m for name, m in model.named_children() if name not in skipped), _head(model, head)]
+
+
+def _features_then_head(model: nn.Module) -> list[nn.Module]:
+    """VGG, AlexNet: the ``features`` stack, then pooling and the ``classifier`` stack as ``logits``."""
+    return [*model.features, _head(model, ("avgpool", _FLATTEN, "classifier"))]
+
+
+def _head(model: nn.Module, names: Sequence[str]) -> nn.Module:
+    return nn.Sequential(*(nn.Flatten(1) if name == _FLATTEN else getattr(model, name) for name in names))
+
+
+def _with_logits(layers: dict[str, int]) -> dict[str, int]:
+    return {**layers, LOGITS: 1000}
 
 
 def _vgg_layers(config: list[int | str]) -> dict[str, int]:
@@ -94,13 +126,14 @@ def _vgg(name: str, config: list[int | str], url: str) -> BackboneSpec:
         name=name,
         title=f"{name.upper()} (Simonyan & Zisserman 2014), the Gatys style-transfer network",
         build=lambda: _torchvision(name)(weights=None),
-        trunk=_features_trunk,
-        layers=_vgg_layers(config),
+        trunk=_features_then_head,
+        layers=_with_logits(_vgg_layers(config)),
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         native_size=224,
         weights_url=url,
         default_layer="relu4_3" if name == "vgg16" else "relu4_4",
+        categories=f"{name.upper()}_Weights.IMAGENET1K_V1",
     )
 
 
@@ -123,29 +156,32 @@ BACKBONES: dict[str, BackboneSpec] = {
             title="GoogLeNet / Inception v1 (Szegedy et al. 2014), the original DeepDream network",
             build=lambda: _torchvision("googlenet")(
                 weights=None, aux_logits=False, transform_input=False, init_weights=True),
-            trunk=_children_except("aux1", "aux2", "avgpool", "dropout", "fc"),
-            layers={"conv1": 64, "maxpool1": 64, "conv2": 64, "conv3": 192, "maxpool2": 192,
+            trunk=_children_then_head(("aux1", "aux2", "avgpool", "dropout", "fc"),
+                                      ("avgpool", _FLATTEN, "dropout", "fc")),
+            layers=_with_logits({"conv1": 64, "maxpool1": 64, "conv2": 64, "conv3": 192, "maxpool2": 192,
                     "inception3a": 256, "inception3b": 480, "maxpool3": 480,
                     "inception4a": 512, "inception4b": 512, "inception4c": 512, "inception4d": 528,
-                    "inception4e": 832, "maxpool4": 832, "inception5a": 832, "inception5b": 1024},
+                    "inception4e": 832, "maxpool4": 832, "inception5a": 832, "inception5b": 1024}),
             mean=HALF,
             std=HALF,
             native_size=224,
             weights_url="https://download.pytorch.org/models/googlenet-1378be20.pth",
             default_layer="inception4c",
             ignore_keys=("aux1.", "aux2."),
+            categories="GoogLeNet_Weights.IMAGENET1K_V1",
         ),
         BackboneSpec(
             name="inception_v3",
             title="Inception v3 (Szegedy et al. 2015), the Keras DeepDream network",
             build=lambda: _torchvision("inception_v3")(
                 weights=None, aux_logits=False, transform_input=False, init_weights=True),
-            trunk=_children_except("AuxLogits", "avgpool", "dropout", "fc"),
-            layers={"Conv2d_1a_3x3": 32, "Conv2d_2a_3x3": 32, "Conv2d_2b_3x3": 64, "maxpool1": 64,
+            trunk=_children_then_head(("AuxLogits", "avgpool", "dropout", "fc"),
+                                      ("avgpool", "dropout", _FLATTEN, "fc")),
+            layers=_with_logits({"Conv2d_1a_3x3": 32, "Conv2d_2a_3x3": 32, "Conv2d_2b_3x3": 64, "maxpool1": 64,
                     "Conv2d_3b_1x1": 80, "Conv2d_4a_3x3": 192, "maxpool2": 192,
                     "Mixed_5b": 256, "Mixed_5c": 288, "Mixed_5d": 288, "Mixed_6a": 768,
                     "Mixed_6b": 768, "Mixed_6c": 768, "Mixed_6d": 768, "Mixed_6e": 768,
-                    "Mixed_7a": 1280, "Mixed_7b": 2048, "Mixed_7c": 2048},
+                    "Mixed_7a": 1280, "Mixed_7b": 2048, "Mixed_7c": 2048}),
             mean=HALF,
             std=HALF,
             native_size=299,
@@ -153,6 +189,7 @@ BACKBONES: dict[str, BackboneSpec] = {
             default_layer="Mixed_6b",
             ignore_keys=("AuxLogits.",),
             aliases={f"mixed{i}": name for i, name in enumerate(_INCEPTION_V3_MIXED)},
+            categories="Inception_V3_Weights.IMAGENET1K_V1",
         ),
         _vgg("vgg16", _VGG16, "https://download.pytorch.org/models/vgg16-397923af.pth"),
         _vgg("vgg19", _VGG19, "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"),
@@ -160,28 +197,30 @@ BACKBONES: dict[str, BackboneSpec] = {
             name="resnet50",
             title="ResNet-50 (He et al. 2015), as in the PyTorch DeepDream tutorial",
             build=lambda: _torchvision("resnet50")(weights=None),
-            trunk=_children_except("avgpool", "fc"),
-            layers={"conv1": 64, "bn1": 64, "relu": 64, "maxpool": 64,
-                    "layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048},
+            trunk=_children_then_head(("avgpool", "fc"), ("avgpool", _FLATTEN, "fc")),
+            layers=_with_logits({"conv1": 64, "bn1": 64, "relu": 64, "maxpool": 64,
+                                 "layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048}),
             mean=IMAGENET_MEAN,
             std=IMAGENET_STD,
             native_size=224,
             weights_url="https://download.pytorch.org/models/resnet50-11ad3fa6.pth",
             default_layer="layer3",
+            categories="ResNet50_Weights.IMAGENET1K_V1",
         ),
         BackboneSpec(
             name="alexnet",
             title="AlexNet (Krizhevsky et al. 2012), small and fast",
             build=lambda: _torchvision("alexnet")(weights=None),
-            trunk=_features_trunk,
-            layers={"conv1": 64, "relu1": 64, "pool1": 64, "conv2": 192, "relu2": 192,
-                    "pool2": 192, "conv3": 384, "relu3": 384, "conv4": 256, "relu4": 256,
-                    "conv5": 256, "relu5": 256, "pool5": 256},
+            trunk=_features_then_head,
+            layers=_with_logits({"conv1": 64, "relu1": 64, "pool1": 64, "conv2": 192, "relu2": 192,
+                                 "pool2": 192, "conv3": 384, "relu3": 384, "conv4": 256, "relu4": 256,
+                                 "conv5": 256, "relu5": 256, "pool5": 256}),
             mean=IMAGENET_MEAN,
             std=IMAGENET_STD,
             native_size=224,
             weights_url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
             default_layer="relu4",
+            categories="AlexNet_Weights.IMAGENET1K_V1",
         ),
     ]
 }
@@ -254,6 +293,7 @@ class Backbone:
             model.requires_grad_(False)
         self.memory_format = torch.contiguous_format
         self._extractors: dict[frozenset[str], FeatureExtractor] = {}
+        self._class_names: list[str] | None = None
 
     def __repr__(self) -> str:
         return f"Backbone({self.spec.name}, {self.source}, device={self.device})"
@@ -271,19 +311,31 @@ class Backbone:
 
         ``torch.channels_last`` runs the convolutions in NHWC, which on CPU and on tensor-core GPUs
         takes 0.67x to 1.0x of the contiguous time for the same result (see ``dream_core.bench``).
+        Extractors handed out before stay valid: they share the moved modules.
         """
         device = self.device if device is None else torch.device(device)
         memory_format = memory_format or self.memory_format
         if device != self.device or memory_format != self.memory_format:
             self.model.to(device=device, memory_format=memory_format)
             self.memory_format = memory_format
-            self._extractors.clear()
+            for extractor in self._extractors.values():
+                extractor.memory_format = memory_format
         return self
 
+    @property
+    def class_names(self) -> list[str] | None:
+        """The name of each ``logits`` class (ImageNet's for registry backbones), or None."""
+        if self._class_names is None:
+            self._class_names = self.spec.class_names() or []
+        return self._class_names or None
+
     def resolve(self, layer: str) -> str:
-        """The catalogue name of ``layer`` (aliases resolved); raises a message listing the valid names."""
+        """The catalogue name of ``layer`` (aliases resolved); raises a message listing the valid names.
+
+        :data:`~dream_core.features.INPUT` (the image itself) is valid for every backbone.
+        """
         layer = self.spec.aliases.get(layer, layer)
-        if layer not in self.spec.layers:
+        if layer not in self.spec.layers and layer != INPUT:
             available = list(self.spec.layers)
             raise LayerError(
                 f"layer: {layer!r} is not a layer of {self.name}; available: {', '.join(available)}.",
@@ -293,7 +345,8 @@ class Backbone:
         return layer
 
     def channels(self, layer: str) -> int:
-        return self.spec.layers[self.resolve(layer)]
+        layer = self.resolve(layer)
+        return 3 if layer == INPUT else self.spec.layers[layer]
 
     def extractor(self, layers: Iterable[str]) -> FeatureExtractor:
         """A module that runs this network up to the deepest of ``layers`` and returns their activations.
@@ -305,5 +358,71 @@ class Backbone:
             raise LayerError("layers: no layer given; name at least one.", "", list(self.spec.layers))
         if wanted not in self._extractors:
             self._extractors[wanted] = FeatureExtractor(
-                self.stages, wanted, self.spec.mean, self.spec.std, self.memory_format).to(self.device)
+                self.stages, wanted, self.spec.mean, self.spec.std, self.memory_format)
         return self._extractors[wanted]
+
+
+def backbone_from_module(
+    module: nn.Module,
+    stages: Sequence[tuple[str, nn.Module]] | None = None,
+    *,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    class_names: Sequence[str] = (),
+    name: str = "custom",
+    native_size: int = 224,
+    default_layer: str | None = None,
+) -> Backbone:
+    """Make any network a backbone: your own classifier, a fine-tuned model, a small test net.
+
+    Args:
+        module: the network, with its weights; it is frozen and put in eval mode in place.
+        stages: ``(name, submodule)`` pairs that, run one after the other on the normalised image,
+            compute the network; default: the module's children in order (an ``nn.Sequential``).
+            Name the classifier's stage ``"logits"`` to use class objectives on it.
+        mean, std: the per-channel normalisation of the network's 0..1 RGB input.
+        class_names: the names of the ``logits`` classes, if any.
+        name: shown in messages.
+        native_size: the input size the network was trained at; the channel counts are read off one
+            forward pass of a blank image of this size.
+        default_layer: the layer to dream when none is chosen (default: the last one before ``logits``).
+
+    Example:
+        >>> from collections import OrderedDict
+        >>> net = nn.Sequential(OrderedDict(conv=nn.Conv2d(3, 8, 3), relu=nn.ReLU(),
+        ...                                 logits=nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))))
+        >>> backbone = backbone_from_module(net, class_names=["cats", "dogs"], native_size=32)
+        >>> backbone.spec.layers, backbone.class_names
+        ({'conv': 8, 'relu': 8, 'logits': 2}, ['cats', 'dogs'])
+    """
+    stages = list(module.named_children()) if stages is None else list(stages)
+    if not stages:
+        raise DreamError(f"{name}: the module has no stages; pass stages=[(name, submodule), ...].")
+    channels: dict[str, int] = {}
+    x = (torch.zeros(1, 3, native_size, native_size) - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            for stage_name, stage in stages:
+                x = stage(x.to(next(stage.parameters(), x).device))
+                channels[stage_name] = x.shape[1]
+    except RuntimeError as error:
+        module.train(was_training)
+        raise DreamError(f"{name}: the stages do not run one after the other on a {native_size} px image "
+                         f"({error}); check their order, or give native_size.") from error
+    trunk_names = [n for n in channels if n != LOGITS]
+    spec = BackboneSpec(
+        name=name, title=f"{name} (a user module)", build=_not_rebuildable(name),
+        trunk=lambda _: [stage for _, stage in stages], layers=channels, mean=tuple(mean), std=tuple(std),
+        native_size=native_size, weights_url="",
+        default_layer=default_layer or (trunk_names[-1] if trunk_names else LOGITS),
+        categories=tuple(class_names))
+    return Backbone(spec, module, f"module {type(module).__name__}")
+
+
+def _not_rebuildable(name: str) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        raise DreamError(f"{name}: a backbone made from a module cannot be rebuilt; wrap the module again.")
+
+    return build

@@ -10,14 +10,8 @@ from pathlib import Path
 
 import torch
 
-from .ascent import GRAD_NORMS
-from .backbones import BACKBONES, get_spec
-from .dream import PRECISIONS, deepdream
-from .errors import DreamCancelled, DreamError
-from .images import load_image, save_image
-from .objectives import Objective, layer_objective
-from .pyramid import DETAIL_MODES, resize_longer_side
-from .weights import load_backbone
+from . import (BACKBONES, DETAIL_MODES, GRAD_NORMS, PRECISIONS, DreamCancelled, DreamError, Objective, deepdream,
+               get_spec, layer_objective, load_backbone, load_image, resize_longer_side, save_image)
 
 DEFAULT_WEIGHTS_DIR = Path(os.environ.get("DEEPDREAM_WEIGHTS", Path.home() / ".cache" / "deepdream-nodes"))
 

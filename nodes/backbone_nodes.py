@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from ..dream_core import BACKBONES, load_backbone
-from ..dream_core.backbones import Backbone
-from ..dream_core.errors import DreamError
-from ..dream_core.objectives import LOSSES, LayerTerm
+from ..dream_core import BACKBONES, LOSSES, Backbone, DreamError, LayerTerm, get_spec, load_backbone
 from . import host
 
 DOWNLOAD, RANDOM = "torchvision (download)", "random init"
@@ -35,21 +32,25 @@ class LoadBackbone:
     OUTPUT_TOOLTIPS = ("The frozen network; connect it to Select Dream Layer and the dream nodes.",)
     FUNCTION = "load"
     CATEGORY = "DeepDream/loaders"
-    DESCRIPTION = ("Loads a CNN for dreaming, frozen and in eval mode. The loaded network is kept between "
-                   "runs: the same backbone and weights are not loaded twice.")
-
-    def __init__(self) -> None:
-        self.loaded: tuple[tuple, Backbone] | None = None
+    DESCRIPTION = ("Loads a CNN for dreaming, frozen and in eval mode. The two most recently used networks "
+                   "are kept between runs and across workflows: the same backbone and weights are not loaded "
+                   "twice (a weights file is reloaded when it changes).")
 
     def load(self, backbone: str, weights: str, seed: int = 0) -> tuple[Backbone]:
-        key = (backbone, weights, seed if weights == RANDOM else None)
-        if self.loaded is None or self.loaded[0] != key:
-            source = {DOWNLOAD: "torchvision", RANDOM: "random"}.get(weights) or host.weight_file(weights)
+        if weights == RANDOM:
+            source, key = "random", (backbone, RANDOM, seed)
+        elif weights == DOWNLOAD:  # checksum-verified: the file's content is fixed by its name
+            source, key = "torchvision", (backbone, DOWNLOAD, str(host.weights_dir()))
+        else:
+            source = host.weight_file(weights)
+            key = (get_spec(backbone).name, host.weights_key(source))
+
+        def build() -> Backbone:
             with host.gradients():  # weights built here are normal tensors, usable by autograd later
-                model = load_backbone(backbone, source, seed=seed, weights_dir=host.weights_dir(),
-                                      progress=host.download_progress())
-            self.loaded = (key, model)
-        return (self.loaded[1],)
+                return load_backbone(backbone, source, seed=seed, weights_dir=host.weights_dir(),
+                                     progress=host.download_progress())
+
+        return (host.cached_backbone(key, build),)
 
 
 class SelectLayer:
@@ -59,7 +60,8 @@ class SelectLayer:
             "required": {
                 "backbone": ("DD_BACKBONE", {"tooltip": "The backbone whose layer to pick."}),
                 "layer": (ALL_LAYERS, {"default": "inception4c", "tooltip": "The layer whose activations "
-                          "to amplify. Early layers paint strokes and textures, deep ones eyes and animals. "
+                          "to amplify. Early layers paint strokes and textures, deep ones eyes and animals; 'logits' is "
+                          "the classifier's output: with a channel, the score of that class. "
                           "A layer the backbone lacks is refused with the list of its layers."}),
                 "weight": ("FLOAT", {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.05,
                                      "tooltip": "How much this layer counts; negative suppresses it."}),
@@ -80,6 +82,13 @@ class SelectLayer:
     FUNCTION = "select"
     CATEGORY = "DeepDream"
     DESCRIPTION = "Picks a layer (and optionally one channel) to amplify, with a weight; chain several."
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, layer: str, channel: int):
+        widest = max(spec.layers[layer] for spec in BACKBONES.values() if layer in spec.layers)
+        if channel >= widest:
+            return f"channel: {layer} has at most {widest} channels (0..{widest - 1}) in any backbone, got {channel}."
+        return True
 
     def select(self, backbone: Backbone, layer: str, weight: float, channel: int, loss: str,
                layers: tuple[LayerTerm, ...] = ()) -> tuple[tuple[LayerTerm, ...]]:

@@ -6,12 +6,9 @@ from dataclasses import asdict
 
 import torch
 
-from ..dream_core import deepdream, from_bhwc, to_bhwc
-from ..dream_core.backbones import Backbone
-from ..dream_core.objectives import LayerTerm, Objective, terms_objective
-from ..dream_core.dream import PRECISIONS
-from ..dream_core.pyramid import DETAIL_MODES, OctaveSettings
-from ..dream_core.references import guided_objective
+from ..dream_core import (DETAIL_MODES, PRECISIONS, Backbone, DreamError, LayerTerm, Objective, OctaveSettings,
+                          check_tile_size, deepdream, deepdream_memory, from_bhwc, guided_objective, terms_objective,
+                          to_bhwc)
 from . import host
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
@@ -75,6 +72,14 @@ def _shared_optional_inputs() -> dict:
 
 class DeepDream:
     @classmethod
+    def VALIDATE_INPUTS(cls, tile_size: int = 512):
+        try:
+            check_tile_size(tile_size)
+        except DreamError as error:
+            return str(error)
+        return True
+
+    @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
@@ -107,7 +112,7 @@ class DeepDream:
               precision: str = "fp32", objective: Objective | None = None,
               smoothing: float = 0.0) -> tuple[torch.Tensor]:
         total = terms_objective(layers) if objective is None else terms_objective(layers) + objective
-        return run_dream(image, backbone, lambda: total, octaves, mask, invert_mask, steps=steps,
+        return run_dream(image, backbone, lambda: total, total.layers, octaves, mask, invert_mask, steps=steps,
                          step_size=step_size, jitter=jitter, seed=seed, smoothing=smoothing, tile_size=tile_size,
                          precision=precision)
 
@@ -136,21 +141,27 @@ class GuidedDream(DeepDream):
               octaves: OctaveSettings | None = None, mask: torch.Tensor | None = None, invert_mask: bool = False,
               tile_size: int = 512, precision: str = "fp32") -> tuple[torch.Tensor]:
         guide = from_bhwc(guide_image, "guide_image")
-        return run_dream(image, backbone, lambda: guided_objective(backbone, guide, layers), octaves, mask,
-                         invert_mask, steps=steps, step_size=step_size, jitter=jitter, seed=seed,
+        return run_dream(image, backbone, lambda: guided_objective(backbone, guide, layers),
+                         terms_objective(layers).layers, octaves, mask, invert_mask, steps=steps, step_size=step_size, jitter=jitter, seed=seed,
                          tile_size=tile_size, precision=precision)
 
 
-def run_dream(image: torch.Tensor, backbone: Backbone, make_objective, octaves: OctaveSettings | None,
-              mask: torch.Tensor | None, invert_mask: bool, **settings) -> tuple[torch.Tensor]:
+def run_dream(image: torch.Tensor, backbone: Backbone, make_objective, layers: frozenset[str],
+              octaves: OctaveSettings | None, mask: torch.Tensor | None, invert_mask: bool,
+              **settings) -> tuple[torch.Tensor]:
     """IMAGE in, IMAGE out: ``deepdream`` on the host's device, inside the grad-mode escape.
 
-    ``make_objective`` runs inside the escape and on the compute device, so objectives that run a
-    reference image through the backbone get normal tensors in the right place.
+    The host is asked for the memory one item needs at the ``layers`` the objective reads (items are
+    dreamed one at a time). ``make_objective`` runs inside the escape with the backbone in place, so
+    objectives that run a reference image through the backbone get normal tensors on the right device.
     """
-    with host.dreaming(backbone, pixels=image[..., 0].numel()) as device:
-        dream = deepdream(from_bhwc(image).to(device), backbone, make_objective(),
-                          **asdict(octaves or OctaveSettings()),
-                          mask=None if mask is None else (1.0 - mask if invert_mask else mask).to(device),
-                          progress=host.progress_callback(), cancel=host.interrupted, **settings)
+    pyramid = octaves or OctaveSettings()
+    picture = from_bhwc(image)
+    memory = deepdream_memory(tuple(picture.shape[-2:]), backbone, Objective(None, layers, "layers"),
+                              octaves=pyramid.octaves, octave_scale=pyramid.octave_scale,
+                              tile_size=settings["tile_size"])
+    with host.dreaming(backbone, memory):
+        dream = deepdream(picture, backbone, make_objective(), **asdict(pyramid),
+                          mask=None if mask is None else (1.0 - mask if invert_mask else mask),
+                          progress=host.progress(), cancel=host.interrupted, **settings)
         return (to_bhwc(dream).to(host.output_device()),)

@@ -2,6 +2,12 @@
 
 Everything here has a plain fallback, so the nodes (and their tests) run without the host:
 CPU device, no progress bar, no interrupt, weights in ``$DEEPDREAM_WEIGHTS`` or ``~/.cache/deepdream-nodes``.
+
+GPU memory follows ComfyUI's model management: a backbone is handed to it as a ``ModelPatcher``
+(as core's CLIP vision loader does), loaded with ``load_models_gpu`` asking only for the working set
+the dream needs (``dream_core.deepdream_memory``), and then left on the GPU between runs. When
+ComfyUI needs the memory for another model it offloads the backbone to the CPU itself; the next
+dream loads it back. Loaded backbones are kept in a small module-level cache (see :func:`cached_backbone`).
 """
 
 from __future__ import annotations
@@ -9,16 +15,15 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from ..dream_core import WeightsError
-from ..dream_core.backbones import Backbone
-from ..dream_core.images import to_pil
-from ..dream_core.weights import WEIGHT_EXTENSIONS
+from ..dream_core import WEIGHT_EXTENSIONS, Backbone, Progress, WeightsError, to_pil
 
 try:  # inside ComfyUI
     import comfy.model_management as model_management
@@ -26,6 +31,10 @@ try:  # inside ComfyUI
     import folder_paths
 except ImportError:  # tests, scripts: the fallbacks below
     model_management = comfy_utils = folder_paths = None
+try:
+    from comfy.model_patcher import ModelPatcher
+except ImportError:
+    ModelPatcher = None
 
 log = logging.getLogger("DeepDreamNodes")
 
@@ -126,52 +135,92 @@ def make_trainable_copy_if_inference(backbone: Backbone) -> None:
                 module.register_buffer(name, buffer.clone())
 
 
-@contextmanager
-def backbone_on(backbone: Backbone, device: torch.device, pixels: int) -> Iterator[Backbone]:
-    """Move the backbone to ``device`` for one run, asking the host to make room first, and back after.
+CACHED_BACKBONES = 2
+_backbones: OrderedDict[Hashable, Backbone] = OrderedDict()
+_patchers: weakref.WeakKeyDictionary[Backbone, object] = weakref.WeakKeyDictionary()
 
-    Between runs the cached backbone lives on the CPU, so it never holds GPU memory the host needs.
+
+def cached_backbone(key: Hashable, build: Callable[[], Backbone]) -> Backbone:
+    """The backbone cached under ``key``, or ``build()`` cached under it.
+
+    The cache lives as long as the server, so a loaded backbone survives prompts of other workflows
+    (ComfyUI's classic cache drops a node's outputs as soon as a prompt without that node runs). It
+    holds the :data:`CACHED_BACKBONES` most recently used; an older one is released when a new one
+    is loaded. While cached, its weights sit on the GPU only until ComfyUI offloads them for another
+    model.
     """
-    if model_management is not None and device.type != "cpu":
-        weights = sum(p.numel() * p.element_size() for p in backbone.model.parameters())
-        # Rough: the weights plus about 4 KB of activations and gradients per image pixel.
-        model_management.free_memory(weights + pixels * 4096, device)
-    backbone.to(device)
-    try:
-        yield backbone
-    finally:
-        if device.type != "cpu":
-            backbone.to("cpu")
-            if model_management is not None:
-                model_management.soft_empty_cache()
+    if key in _backbones:
+        _backbones.move_to_end(key)
+        return _backbones[key]
+    backbone = build()
+    _backbones[key] = backbone
+    while len(_backbones) > CACHED_BACKBONES:
+        _backbones.popitem(last=False)
+    return backbone
+
+
+def weights_key(path: Path | None) -> tuple[str, float] | None:
+    """A weights file as a cache key: its path and modification time, so a replaced file is reloaded."""
+    if path is None or not path.is_file():
+        return None
+    return str(path), path.stat().st_mtime
+
+
+def place(backbone: Backbone, device: torch.device, memory: int) -> None:
+    """Put ``backbone`` on ``device`` with ``memory`` bytes of working space free beside its weights.
+
+    Inside ComfyUI on a GPU, through model management: a weights move happens only when the backbone
+    is not already loaded there, and ComfyUI unloads its own models only as far as this run needs.
+    """
+    if model_management is None or device.type == "cpu":
+        backbone.to(device)
+        return
+    if ModelPatcher is None:  # an older host: make room for what is not there yet, then move
+        moving = backbone.device != device
+        weights = sum(p.numel() * p.element_size() for p in backbone.model.parameters()) if moving else 0
+        model_management.free_memory(weights + memory, device)
+        backbone.to(device)
+        return
+    patcher = _patchers.get(backbone)
+    if patcher is None:
+        patcher = _patchers[backbone] = ModelPatcher(backbone.model, load_device=device,
+                                                     offload_device=model_management.unet_offload_device())
+    model_management.load_models_gpu([patcher], memory_required=memory, force_full_load=True)
 
 
 @contextmanager
-def dreaming(backbone: Backbone, pixels: int) -> Iterator[torch.device]:
+def dreaming(backbone: Backbone, memory: int) -> Iterator[torch.device]:
     """Everything a node needs around work with gradients: the grad-mode escape, the backbone on the
-    host's device (room made first, moved back after), and weights that autograd may save."""
+    host's device with ``memory`` bytes of room for the work, and weights that autograd may save."""
     device = compute_device()
-    with gradients(), backbone_on(backbone, device, pixels):
+    with gradients():
+        place(backbone, device, memory)
         make_trainable_copy_if_inference(backbone)
         yield device
 
 
-def progress_callback() -> Callable[[int, int, torch.Tensor], None] | None:
-    """``(step, total, preview)`` -> the host's progress bar, with a JPEG preview every few steps."""
+PROGRESS_TOTAL = 100  # the bar counts percent of the whole node run
+
+
+def progress() -> Progress | None:
+    """One host progress bar from 0 to 100% for a node's whole run, with a JPEG preview every few steps.
+
+    A node that makes several ``dream_core`` calls hands each a part of it (``Progress.part``).
+    """
     if comfy_utils is None:
         return None
-    bar = None
+    bar = comfy_utils.ProgressBar(PROGRESS_TOTAL)
+    calls = 0
 
-    def report(step: int, total: int, preview: torch.Tensor) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = comfy_utils.ProgressBar(total)
+    def report(done: int, total: int, preview: torch.Tensor | None) -> None:
+        nonlocal calls
+        calls += 1
         picture = None
-        if step % PREVIEW_EVERY == 0 or step == total:
+        if preview is not None and (calls % PREVIEW_EVERY == 0 or done == total):
             picture = ("JPEG", to_pil(preview), PREVIEW_SIZE)
-        bar.update_absolute(step, total, picture)
+        bar.update_absolute(done, total, picture)
 
-    return report
+    return Progress(report, PROGRESS_TOTAL)
 
 
 def interrupted() -> bool:
@@ -198,6 +247,6 @@ def download_progress() -> Callable[[int, int], None] | None:
 
 __all__ = [
     "register_model_folder", "install_example_inputs", "weights_dir", "weight_files", "weight_file", "compute_device",
-    "output_device", "gradients", "make_trainable_copy_if_inference", "backbone_on", "dreaming", "progress_callback",
-    "interrupted", "download_progress",
+    "output_device", "gradients", "make_trainable_copy_if_inference", "cached_backbone", "weights_key", "place",
+    "dreaming", "progress", "interrupted", "download_progress",
 ]

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..dream_core import from_bhwc
-from ..dream_core.backbones import Backbone
-from ..dream_core.objectives import LayerTerm, Objective
-from ..dream_core.references import style_objective
+from ..dream_core import Backbone, LayerTerm, Objective, deepdream_memory, from_bhwc, style_objective, terms_objective
 from . import host
 
 
@@ -39,6 +36,8 @@ class StyleLoss:
 
     def build(self, style_image: torch.Tensor, backbone: Backbone, layers: tuple[LayerTerm, ...], weight: float,
               objective: Objective | None = None) -> tuple[Objective]:
-        with host.dreaming(backbone, pixels=style_image[0, ..., 0].numel()):
-            style = style_objective(backbone, from_bhwc(style_image, "style_image"), layers, weight)
+        style_picture = from_bhwc(style_image, "style_image")
+        memory = deepdream_memory(tuple(style_picture.shape[-2:]), backbone, terms_objective(layers), octaves=1)
+        with host.dreaming(backbone, memory):
+            style = style_objective(backbone, style_picture, layers, weight)
         return (style if objective is None else objective + style,)

@@ -87,7 +87,14 @@ def test_min_input_size_is_the_smallest_size_that_runs(alexnet):
         extractor(torch.rand(1, 3, smallest - 1, smallest - 1))
 
 
-def test_extractors_live_on_the_backbone_device_and_are_cached(googlenet):
-    extractor = googlenet.extractor(["conv2"])
-    assert extractor.mean.device == googlenet.device
-    assert googlenet.extractor(["conv2"]) is extractor  # cached per layer set
+def test_extractors_are_cached_and_stay_valid_when_the_backbone_moves():
+    backbone = dc.load_backbone("googlenet", "random", seed=0)
+    extractor = backbone.extractor(["conv2"])
+    assert backbone.extractor(["conv2"]) is extractor  # cached per layer set
+    assert extractor.device == backbone.device
+    image = torch.rand(1, 3, 64, 64)
+    before = extractor(image)["conv2"]
+    backbone.to(memory_format=torch.contiguous_format)  # a move: the modules change in place
+    assert backbone.extractor(["conv2"]) is extractor and extractor.memory_format == torch.contiguous_format
+    after = extractor(image)["conv2"]
+    assert after.is_contiguous() and torch.allclose(before, after, atol=1e-5)

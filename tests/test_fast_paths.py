@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import dream_core as dc
-from dream_core.dream import _tuned_for, autocast_dtype
+from dream_core import autocast_dtype, tuned_for
 
 SETTINGS = dict(steps=5, octaves=2, jitter=8, seed=3)
 
@@ -94,11 +94,11 @@ def test_precision_choice():
 def test_cudnn_autotuning_is_scoped_to_a_cuda_dream(monkeypatch):
     cudnn = torch.backends.cudnn
     before = cudnn.benchmark
-    with _tuned_for(torch.device("cuda")):
+    with tuned_for(torch.device("cuda")):
         assert cudnn.benchmark is True
     assert cudnn.benchmark == before
-    with _tuned_for(torch.device("cpu")):
+    with tuned_for(torch.device("cpu")):
         assert cudnn.benchmark == before
     monkeypatch.setattr(cudnn, "deterministic", True)
-    with _tuned_for(torch.device("cuda")):
+    with tuned_for(torch.device("cuda")):
         assert cudnn.benchmark == before  # the user's request for determinism wins

@@ -205,15 +205,15 @@ def fake_host(pack, monkeypatch, tmp_path):
     return record
 
 
-def test_progress_gets_steps_times_octaves_updates_with_previews(nodes_run, fake_host):
+def test_progress_is_one_bar_in_percent_with_previews(nodes_run, fake_host):
     mapping, backbone, layers, octaves = nodes_run
     with torch.inference_mode():
         mapping["DD_DeepDream"]().dream(_image(1), backbone, layers, 5, 0.01, 8, 0, octaves)
-    assert fake_host.updates[0] == ("new", 10)
+    assert fake_host.updates[0] == ("new", 100)  # one bar in percent of the node's whole run
     steps = fake_host.updates[1:]
-    assert [u[0] for u in steps] == list(range(1, 11)) and {u[1] for u in steps} == {10}
+    assert [u[0] for u in steps] == list(range(10, 101, 10)) and {u[1] for u in steps} == {100}
     previews = [u for u in steps if u[2] is not None]
-    assert [u[0] for u in previews] == [5, 10]
+    assert [u[0] for u in previews] == [50, 100]  # every 5th step
     kind, picture, size = previews[-1][2]
     assert kind == "JPEG" and picture.size == (72, 64) and size == 512
 
@@ -225,7 +225,7 @@ def test_cancel_stops_within_one_step_and_nothing_is_returned(nodes_run, fake_ho
     with pytest.raises(InterruptedError), torch.inference_mode():
         outputs.append(mapping["DD_DeepDream"]().dream(_image(1), backbone, layers, 5, 0.01, 8, 0, octaves))
     assert fake_host.checks == 4 and outputs == []
-    assert [u[0] for u in fake_host.updates[1:]] == [1, 2, 3]  # no step ran after the interrupt
+    assert [u[0] for u in fake_host.updates[1:]] == [10, 20, 30]  # no step ran after the interrupt
 
 
 def test_model_folder_is_registered_keeping_configured_paths(pack, fake_host, tmp_path):

@@ -11,7 +11,7 @@ import torch
 import dream_core as dc
 from conftest import ROOT, random_backbone
 from dream_core.ascent import _spans, image_gradient
-from dream_core.dream import TilePolicy
+from dream_core import TilePolicy
 
 
 @pytest.fixture(scope="module")

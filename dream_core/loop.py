@@ -1,0 +1,309 @@
+"""The loop every driver runs on.
+
+Two kinds of drivers share it. Ascent drivers (dreams, class visualisation, fooling images) take
+normalised gradient steps on the image with :class:`Ascent`; loss drivers (style transfer, feature
+inversion) minimise with a ``torch.optim`` optimizer in :func:`optimize`. Both give each batch item
+its own seeded jitter stream (:func:`item_generator`), ask ``cancel`` before every step (every
+L-BFGS evaluation included), report to one :class:`Progress` that can span many calls, and run the
+network under the chosen autocast precision. Ascent steps also get the tile policy with its
+out-of-memory fallback and early stop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .ascent import ascent_step, random_shift
+from .errors import DreamCancelled, check
+from .features import FeatureExtractor
+from .objectives import Objective
+
+log = logging.getLogger("DeepDreamNodes")
+
+__all__ = ["Progress", "ProgressFn", "Cancel", "Ascent", "TilePolicy", "optimize", "item_generator",
+           "autocast_dtype", "PRECISIONS", "OPTIMIZERS", "tuned_for"]
+
+ProgressFn = Callable[[int, int, "Tensor | None"], None]
+"""``report(done, total, preview)``: after every step; ``preview`` is the current item :math:`(3, h, w)`
+in 0..1 on the compute device (read it, never modify it)."""
+Cancel = Callable[[], bool]
+"""``cancel()`` is asked before every step; returning True stops the work with :class:`DreamCancelled`
+(a host's own interrupt exception raised from it passes through unchanged)."""
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+OPTIMIZERS = ("adam", "lbfgs")
+
+
+class Progress:
+    """Where a job made of many calls stands, reported as ``report(done, total, preview)``.
+
+    A driver given a Progress calls :meth:`begin` once with the number of steps it will take, then
+    :meth:`step` after each. A job of several calls (frames x octaves x steps, scales x steps) hands
+    each call a part of itself, ``job.part(i, n)``, so one report runs from 0 to ``total`` across all
+    of them. With ``total=None`` the total is the step count of the first :meth:`begin`, so a plain
+    callback sees ``(step, steps, preview)``.
+
+    Example:
+        >>> seen = []
+        >>> job = Progress(lambda done, total, preview: seen.append(done), total=100)
+        >>> for frame in range(2):
+        ...     call = job.part(frame, 2)
+        ...     call.begin(5)
+        ...     for _ in range(5):
+        ...         call.step()
+        >>> seen
+        [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    """
+
+    def __init__(self, report: ProgressFn | None = None, total: int | None = None) -> None:
+        self.report, self.total = report, total
+        self.root, self.start, self.stop = self, 0.0, 1.0
+        self.steps = self.taken = 0
+
+    @classmethod
+    def of(cls, progress: Progress | ProgressFn | None) -> Progress:
+        """``progress`` itself, or a new Progress reporting to a plain callback (or to nothing)."""
+        return progress if isinstance(progress, Progress) else cls(progress)
+
+    def part(self, index: int, count: int) -> Progress:
+        """The ``index``-th of ``count`` equal parts of this progress's span."""
+        check(0 <= index < count, f"progress: part {index} of {count} does not exist.")
+        child = Progress.__new__(Progress)
+        width = (self.stop - self.start) / count
+        child.root, child.start, child.stop = self.root, self.start + index * width, self.start + (index + 1) * width
+        child.steps = child.taken = 0
+        return child
+
+    def begin(self, steps: int) -> None:
+        """Say how many steps this part takes (0 for none)."""
+        self.steps, self.taken = steps, 0
+        if self.root.total is None:
+            self.root.total = steps
+
+    def step(self, preview: Tensor | None = None, steps: int = 1) -> None:
+        """Count ``steps`` more steps done (skipped steps count as done) and report."""
+        self.taken = min(self.steps, self.taken + steps)
+        if self.root.report is not None:
+            self.root.report(self.done, self.root.total or 0, preview)
+
+    @property
+    def done(self) -> int:
+        """Steps done in the whole job, in units of its ``total``."""
+        fraction = self.taken / self.steps if self.steps else 1.0
+        return round((self.root.total or 0) * (self.start + (self.stop - self.start) * fraction))
+
+    def check_cancel(self, cancel: Cancel | None) -> None:
+        """Raise :class:`DreamCancelled` if ``cancel()`` says so (called before every step)."""
+        if cancel is not None and cancel():
+            raise DreamCancelled(f"cancelled at step {self.done} of {self.root.total}")
+
+
+def item_generator(seed: int, index: int) -> torch.Generator:
+    """The CPU random stream of batch item ``index``: seeded ``seed + index``, so an item dreams the
+    same alone or in a batch, on every device."""
+    return torch.Generator().manual_seed((seed + index) % 2**64)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``) on ``device``.
+
+    Convention: fp32 is the default everywhere. bf16 roughly halves a step on CPUs with native bf16
+    (AVX512-BF16, AMX) and on GPUs, but changes the picture: after 10 steps its dream differs from
+    the fp32 one by about a third of the dream's own change (``dream_core.bench`` README section).
+    It is several times slower on CPUs without native bf16. fp16 is CUDA-only.
+    """
+    check(precision in PRECISIONS, f"precision: unknown {precision!r}; choose one of {', '.join(PRECISIONS)}.")
+    check(precision != "fp16" or device.type == "cuda", "precision: fp16 needs a CUDA device; use bf16 or fp32.")
+    return PRECISIONS[precision]
+
+
+@contextmanager
+def tuned_for(device: torch.device) -> Iterator[None]:
+    """cuDNN autotuning for the length of a run (unless the user asked for determinism), restored after."""
+    if device.type != "cuda" or torch.backends.cudnn.deterministic:
+        yield
+        return
+    with torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False,
+                                    allow_tf32=torch.backends.cudnn.allow_tf32):
+        yield
+
+
+class TilePolicy:
+    """Which tile size a step at a given size uses, and the smaller tiles to fall back to on out-of-memory.
+
+    Images up to ``tile_above`` px (longer side) run whole; larger ones in ``tile_size`` tiles. When a
+    step runs out of GPU memory, it is retried untiled -> ``tile_size`` tiles -> half that, down to
+    ``minimum``, and the smaller size is kept for the rest of the run; the first fallback is logged.
+    """
+
+    def __init__(self, tile_size: int = 0, tile_above: int = 0, minimum: int = 0) -> None:
+        self.tile_size, self.tile_above, self.minimum = tile_size, tile_above, minimum
+        self.forced: int | None = None  # set by a fallback, then used for every size
+        self.warned = False
+
+    def for_size(self, size: tuple[int, int]) -> int:
+        if self.forced is not None:
+            return self.forced
+        return self.tile_size if self.tile_size and max(size) > self.tile_above else 0
+
+    def run(self, step: Callable[..., tuple[Tensor, Tensor]], image: Tensor, *args, **kwargs) -> tuple[Tensor, Tensor]:
+        """``step(image, *args, tile_size=..., **kwargs)`` with this policy's tile size, retried on out-of-memory."""
+        size = tuple(image.shape[-2:])
+        while True:
+            tile = self.for_size(size)
+            try:
+                return step(image, *args, tile_size=tile, **kwargs)
+            except torch.OutOfMemoryError:
+                smaller = (self.tile_size or 512) if tile == 0 else tile // 2
+                if smaller < self.minimum:
+                    raise
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                if not self.warned:
+                    log.warning("out of GPU memory at %dx%d; continuing with %d px tiles (slower, same picture).",
+                                size[0], size[1], smaller)
+                    self.warned = True
+                self.forced = smaller
+
+
+Stop = Callable[[Tensor, Tensor], bool]
+"""``stop(image, scores)`` after a step: True ends the run early (the rest of its steps count as done)."""
+
+
+@dataclass
+class Ascent:
+    """Normalised gradient-ascent steps on the image: the machinery every ascent driver shares.
+
+    Args:
+        extractor: runs the network to the layers ``objective`` reads.
+        objective: the score to raise, one per batch item.
+        step_size: the mean absolute pixel change per step (with ``grad_norm="mean_abs"``).
+        jitter: the largest random roll in pixels, drawn before every step.
+        grad_norm: ``"mean_abs"`` or ``"std"``.
+        autocast: the network's precision (see :func:`autocast_dtype`); the update stays float32.
+        tiles: when to compute the gradient in tiles, and the out-of-memory fallback.
+        tile_overlap: context around each tile.
+        progress: one step reported per ascent step.
+        cancel: asked before every step.
+        max_loss: stop a run once every item's score is above this.
+    """
+
+    extractor: FeatureExtractor
+    objective: Objective
+    step_size: float = 0.01
+    jitter: int = 0
+    grad_norm: str = "mean_abs"
+    autocast: torch.dtype | None = None
+    tiles: TilePolicy = field(default_factory=TilePolicy)
+    tile_overlap: int = 128
+    progress: Progress = field(default_factory=Progress)
+    cancel: Cancel | None = None
+    max_loss: float | None = None
+
+    def run(self, image: Tensor, steps: int, generator: torch.Generator, *, smoothing: float = 0.0,
+            mask: Tensor | None = None, stop: Stop | None = None,
+            after_step: Callable[[Tensor, int], Tensor] | None = None) -> Tensor:
+        """Take up to ``steps`` steps from ``image`` :math:`(B, 3, H, W)`; returns the new image.
+
+        Args:
+            generator: the jitter stream (see :func:`item_generator`).
+            smoothing: sigma (pixels) of the gradient blur; 0 = off.
+            mask: :math:`(B \\text{ or } 1, 1, H, W)` in 0..1, scales the step per pixel.
+            stop: ends the run early when it returns True (after ``max_loss``).
+            after_step: ``after_step(image, step) -> image``, e.g. a blur every few steps.
+        """
+        for step in range(steps):
+            self.progress.check_cancel(self.cancel)
+            image, scores = self.tiles.run(
+                ascent_step, image, self.extractor, self.objective, step_size=self.step_size,
+                shift=random_shift(generator, self.jitter), grad_norm=self.grad_norm, smoothing=smoothing,
+                mask=mask, autocast=self.autocast, tile_overlap=self.tile_overlap)
+            if after_step is not None:
+                image = after_step(image, step)
+            reached = ((self.max_loss is not None and bool((scores > self.max_loss).all()))
+                       or (stop is not None and stop(image, scores)))
+            self.progress.step(image[0], steps=steps - step if reached else 1)
+            if reached:
+                break
+        return image
+
+
+def optimize(
+    parameters: Sequence[Tensor],
+    render: Callable[[], Tensor],
+    extractor: FeatureExtractor,
+    objective: Objective,
+    *,
+    steps: int,
+    optimizer: str | Callable[[list[Tensor]], torch.optim.Optimizer] = "adam",
+    lr: float = 0.05,
+    jitter: int = 0,
+    generator: torch.Generator | None = None,
+    autocast: torch.dtype | None = None,
+    progress: Progress | ProgressFn | None = None,
+    cancel: Cancel | None = None,
+) -> Tensor:
+    """Raise ``objective`` by minimising ``-objective(render())`` over ``parameters`` with an optimizer.
+
+    The loop of the loss drivers (style transfer, feature inversion): each evaluation rolls the
+    rendered image by a random jitter, runs the network, and backpropagates to the parameters; it
+    asks ``cancel`` first and reports one progress step after. L-BFGS runs its ``steps`` evaluations
+    inside one ``optimizer.step(closure)``, so cancel and progress come from the closure.
+
+    Args:
+        parameters: the tensors to optimise (``requires_grad`` is switched on).
+        render: builds the image :math:`(B, 3, H, W)` from ``parameters``; 0..1 RGB is expected.
+        extractor, objective: what to raise; the objective may read the image (``"input"``).
+        steps: optimizer steps (Adam) or function evaluations (L-BFGS).
+        optimizer: ``"adam"``, ``"lbfgs"`` or a factory ``params -> torch.optim.Optimizer``.
+        lr: Adam's learning rate (L-BFGS uses 1 with a strong-Wolfe line search).
+        jitter, generator: the random roll before each evaluation, and its stream.
+        autocast: the network's precision; the loss and the update stay float32.
+        progress, cancel: as in :class:`Ascent`.
+
+    Returns:
+        ``render()`` after the last step, detached and clamped to 0..1.
+    """
+    check(steps >= 0, f"steps: must be 0 or more, got {steps}.")
+    check(callable(optimizer) or optimizer in OPTIMIZERS,
+          f"optimizer: unknown {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
+    parameters = [p.requires_grad_(True) for p in parameters]
+    if optimizer == "adam":
+        optim = torch.optim.Adam(parameters, lr=lr)
+    elif optimizer == "lbfgs":
+        optim = torch.optim.LBFGS(parameters, lr=1.0, max_iter=steps, max_eval=steps, tolerance_grad=-1,
+                                  tolerance_change=-1, history_size=100, line_search_fn="strong_wolfe")
+    else:
+        optim = optimizer(parameters)
+    progress = Progress.of(progress)
+    progress.begin(steps)
+    generator = generator or torch.Generator().manual_seed(0)
+
+    def closure() -> Tensor:
+        progress.check_cancel(cancel)
+        optim.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            image = render()
+            shift = random_shift(generator, jitter)
+            with torch.autocast(image.device.type, dtype=autocast, enabled=autocast is not None):
+                loss = -objective(extractor(torch.roll(image, shift, dims=(2, 3)))).float().sum()
+            loss.backward()
+        progress.step(image[0].detach())
+        return loss.detach()
+
+    if steps and isinstance(optim, torch.optim.LBFGS):
+        optim.step(closure)
+        if progress.taken < steps:  # converged before max_eval: the rest counts as done
+            progress.step(steps=steps)
+    else:
+        for _ in range(steps):
+            closure()
+            optim.step()
+    with torch.no_grad():
+        return render().detach().clamp(0.0, 1.0)
