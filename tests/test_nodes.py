@@ -1,4 +1,5 @@
 import inspect
+import re
 import subprocess
 import sys
 import types
@@ -279,3 +280,42 @@ def test_tiled_large_image_through_the_node(nodes_run):
     with torch.inference_mode():
         out, = mapping["DD_DeepDream"]().dream(image, backbone, layers, 1, 0.01, 8, 0, None, tile_size=320)
     assert out.shape == image.shape and (out - image).abs().mean() > 1e-3
+
+
+def test_style_loss_node_weight_scales_the_objective(nodes_run, pack):
+    mapping, backbone, layers, _ = nodes_run
+    style_image = _image(1, 48, 48)
+    with torch.inference_mode():
+        one, = mapping["DD_StyleLoss"]().build(style_image, backbone, layers, 1.0)
+        three, = mapping["DD_StyleLoss"]().build(style_image, backbone, layers, 3.0)
+    acts = backbone.extractor(one.layers)(_image(1).movedim(-1, 1))
+    assert one(acts).item() < 0 and torch.allclose(three(acts), 3.0 * one(acts))
+
+
+def test_nodes_import_only_the_public_api():
+    for path in (ROOT / "nodes").glob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"from \.\.dream_core\.|import dream_core\.", text), f"{path.name} imports a submodule"
+
+
+def test_tile_size_and_channel_are_refused_before_the_run(pack):
+    dream = pack.NODE_CLASS_MAPPINGS["DD_DeepDream"]
+    assert dream.VALIDATE_INPUTS(tile_size=0) is True and dream.VALIDATE_INPUTS(tile_size=512) is True
+    message = dream.VALIDATE_INPUTS(tile_size=128)
+    assert message == "tile_size: must be 0 (off) or at least 2 * tile_overlap + 32 = 288, got 128."
+    assert pack.NODE_CLASS_MAPPINGS["DD_GuidedDream"].VALIDATE_INPUTS(tile_size=256) == message.replace("128", "256")
+    select = pack.NODE_CLASS_MAPPINGS["DD_SelectLayer"]
+    assert select.VALIDATE_INPUTS(layer="inception3a", channel=255) is True
+    assert select.VALIDATE_INPUTS(layer="inception3a", channel=-1) is True
+    assert select.VALIDATE_INPUTS(layer="inception3a", channel=256) == (
+        "channel: inception3a has at most 256 channels (0..255) in any backbone, got 256.")
+    assert select.VALIDATE_INPUTS(layer="logits", channel=999) is True
+
+
+def test_dream_on_a_class_logit_through_the_nodes(nodes_run):
+    mapping, backbone, _, octaves = nodes_run
+    with torch.inference_mode():
+        layers, = mapping["DD_SelectLayer"]().select(backbone, "logits", 1.0, 7, "mean")
+        out, = mapping["DD_DeepDream"]().dream(_image(1), backbone, layers, 3, 0.01, 8, 0, octaves)
+    logit = lambda picture: backbone.extractor(["logits"])(picture.movedim(-1, 1))["logits"][0, 7].item()
+    assert logit(out) > logit(_image(1))
