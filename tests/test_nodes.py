@@ -319,3 +319,85 @@ def test_dream_on_a_class_logit_through_the_nodes(nodes_run):
         out, = mapping["DD_DeepDream"]().dream(_image(1), backbone, layers, 3, 0.01, 8, 0, octaves)
     logit = lambda picture: backbone.extractor(["logits"])(picture.movedim(-1, 1))["logits"][0, 7].item()
     assert logit(out) > logit(_image(1))
+
+
+@pytest.fixture
+def gpu_host(pack, fake_host, monkeypatch):
+    """The recording host with a GPU as its compute device and ComfyUI's model management simulated:
+    a patcher not yet loaded is moved (counted, not really moved: the test machine has no GPU)."""
+    host = pack.nodes.host
+    record = fake_host
+    record.loads, record.moves, record.patchers, loaded = [], 0, [], []
+
+    class ModelPatcher:
+        def __init__(self, model, load_device, offload_device):
+            self.model, self.load_device, self.offload_device = model, load_device, offload_device
+            record.patchers.append(self)
+
+    def load_models_gpu(models, memory_required=0, force_full_load=False):
+        record.loads.append((models, memory_required, force_full_load))
+        for patcher in models:
+            if patcher not in loaded:
+                record.moves += 1
+                loaded.append(patcher)
+
+    host.model_management.get_torch_device = lambda: torch.device("cuda", 0)
+    host.model_management.unet_offload_device = lambda: torch.device("cpu")
+    host.model_management.load_models_gpu = load_models_gpu
+    monkeypatch.setattr(host, "ModelPatcher", ModelPatcher)
+    monkeypatch.setattr(host, "_patchers", __import__("weakref").WeakKeyDictionary())
+    return record
+
+
+def test_the_host_asks_for_the_working_set_of_a_4k_dream_not_its_pixels(nodes_run, gpu_host):
+    mapping, backbone, layers, octaves = nodes_run
+    image = torch.rand(1, 4096, 4096, 3)
+    with torch.inference_mode():
+        out, = mapping["DD_DeepDream"]().dream(image, backbone, layers, 0, 0.01, 32, 0)  # default settings, no steps
+    assert out.shape == image.shape
+    (models, memory, full), = gpu_host.loads
+    assert models[0].model is backbone.model and models[0].load_device == torch.device("cuda", 0) and full
+    assert 200 * 2**20 < memory < 4 * 2**30  # the old request (weights + pixels * 4 KiB) was 64 GiB
+
+
+def test_two_runs_in_a_row_move_the_weights_once_and_never_back(nodes_run, gpu_host, monkeypatch):
+    mapping, backbone, layers, octaves = nodes_run
+    moved_by_us = []
+    monkeypatch.setattr(backbone, "to", lambda *args, **kwargs: moved_by_us.append(args))
+    with torch.inference_mode():
+        for _ in range(2):
+            mapping["DD_DeepDream"]().dream(_image(1), backbone, layers, 1, 0.01, 8, 0, octaves)
+    assert len(gpu_host.loads) == 2 and gpu_host.moves == 1 and len(gpu_host.patchers) == 1
+    assert moved_by_us == []  # model management moves it, and only when another model needs the room
+
+
+def test_an_older_host_without_model_patcher_frees_room_then_moves_once(pack, nodes_run, gpu_host, monkeypatch):
+    mapping, backbone, layers, octaves = nodes_run
+    monkeypatch.setattr(pack.nodes.host, "ModelPatcher", None)
+    moves = []
+    monkeypatch.setattr(backbone, "to", lambda device=None, **kwargs: moves.append(device))
+    with torch.inference_mode():
+        mapping["DD_DeepDream"]().dream(_image(1), backbone, layers, 1, 0.01, 8, 0, octaves)
+    weights = sum(p.numel() * 4 for p in backbone.model.parameters())
+    (amount, device), = gpu_host.freed
+    assert device == torch.device("cuda", 0) and weights < amount < weights + 2**30
+    assert moves == [torch.device("cuda", 0)]
+
+
+def test_loaded_backbones_outlive_the_node_and_the_cache_keeps_two(pack, monkeypatch, tmp_path):
+    host = pack.nodes.host
+    monkeypatch.setattr(host, "_backbones", __import__("collections").OrderedDict())
+    monkeypatch.setattr(host, "FALLBACK_WEIGHTS_DIR", tmp_path)
+    Loader = pack.NODE_CLASS_MAPPINGS["DD_LoadBackbone"]
+    first, = Loader().load("alexnet", "random init", 1)
+    assert Loader().load("alexnet", "random init", 1)[0] is first  # a new node instance: another workflow
+    torch.save(first.model.state_dict(), tmp_path / "mine.pth")
+    from_file, = Loader().load("alexnet", "mine.pth")
+    assert Loader().load("alexnet", "mine.pth")[0] is from_file and Loader().load("alexnet", "random init", 1)[0] is first
+    import os
+    stat = (tmp_path / "mine.pth").stat()
+    os.utime(tmp_path / "mine.pth", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the file was replaced
+    assert Loader().load("alexnet", "mine.pth")[0] is not from_file
+    Loader().load("alexnet", "random init", 2)  # a third backbone: the least recently used is released
+    assert len(host._backbones) == host.CACHED_BACKBONES == 2
+    assert Loader().load("alexnet", "random init", 1)[0] is not first
