@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 import dream_core as dc
@@ -11,7 +12,7 @@ from dream_core.bench import floor_pass
 from dream_core.bench.naive import NaiveDreamer
 
 KEYS = {"case", "backbone", "layer", "size", "device", "floor_ms", "step_ms", "ratio_floor", "naive_ms",
-        "speedup_vs_naive", "fast_ms", "ratio_fast", "peak_mem_mb"}
+        "speedup_vs_naive", "fast_floor_ms", "fast_ms", "ratio_fast", "peak_mem_mb"}
 
 
 def test_quick_json_mode_emits_every_key_for_a_tiny_case():
@@ -24,16 +25,21 @@ def test_quick_json_mode_emits_every_key_for_a_tiny_case():
     row = rows[0]
     assert KEYS <= set(row)
     assert row["case"] == "googlenet/inception4c" and row["size"] == 64 and row["device"] == "cpu"
-    for key in ("floor_ms", "step_ms", "naive_ms", "fast_ms", "peak_mem_mb"):
+    for key in ("floor_ms", "step_ms", "naive_ms", "fast_floor_ms", "fast_ms", "peak_mem_mb"):
         assert row[key] > 0, key
     assert abs(row["ratio_floor"] - row["step_ms"] / row["floor_ms"]) < 1e-9
+    assert abs(row["ratio_fast"] - row["fast_ms"] / row["fast_floor_ms"]) < 1e-9  # like with like
     assert abs(row["speedup_vs_naive"] - row["naive_ms"] / row["step_ms"]) < 1e-9
 
 
-def test_floor_pass_reaches_the_image_and_leaves_weights_without_grad():
-    backbone = random_backbone("googlenet")
-    image = torch.rand(1, 3, 64, 64, requires_grad=True)
-    floor_pass(backbone, "inception3a", image)
+@pytest.mark.parametrize("fast", [False, True])
+def test_floor_gradient_is_the_image_gradient_of_the_same_l2(fast):
+    # The floor must do the work a step does, no less: same normalisation, layer and loss.
+    backbone = dc.load_backbone("googlenet", "random", channels_last=fast, fuse_batchnorm=fast)
+    image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    floor = floor_pass(backbone, "inception3a", image)
+    ours, _ = dc.image_gradient(image, backbone.extractor(["inception3a"]), dc.l2("inception3a"))
+    assert torch.allclose(floor, ours, rtol=1e-4, atol=1e-6 * ours.abs().max().item())
     assert all(p.grad is None for p in backbone.model.parameters())
 
 

@@ -7,17 +7,17 @@ For each case (backbone, layer, size) it measures, in one process on the same mo
 - ``step_ms``: one step of our ascent loop on that same plain path (jitter, forward, backward,
   normalise, update, clamp); ``ratio_floor = step_ms / floor_ms``.
 - ``naive_ms``: the classic recipe (``naive.py``); ``speedup_vs_naive = naive_ms / step_ms``.
-- ``fast_ms``: our default path (channels_last, batch norms folded into the convolutions, float32);
-  ``ratio_fast = fast_ms / floor_ms``.
+- ``fast_floor_ms``: the floor on the network our default path runs (batch norms folded, channels_last);
+- ``fast_ms``: our default step on it (float32); ``ratio_fast = fast_ms / fast_floor_ms``, like with like.
 - ``bf16_ms``: channels_last with bf16 autocast, also on the CPU (fast only where the CPU has native bf16).
 - ``peak_mem_mb`` / ``floor_peak_mem_mb``: peak memory of one step / one floor pass above the model
   itself, each measured in a fresh subprocess (CPU: resident set high-water mark; CUDA: allocator peak).
 
 Sizes above 1024 px (``--sizes 2048 4096``) time only our tiled step (512 px tiles) and its memory.
 
-Times are medians of ``--repeats`` runs after a warm-up. Without ``--quick`` it also times one full
-default dream (4 octaves, 10 steps, 512 px) on googlenet and vgg16 against the naive dream and
-against the sum of its floors.
+Times are medians of ``--repeats`` runs after a warm-up. Without ``--quick`` it also times full
+default dreams (4 octaves, 10 steps, 512 px) on googlenet and vgg16, after a warm-up dream, three
+times each (median and spread), against the naive dream and against the sum of its floors.
 """
 
 from __future__ import annotations
@@ -47,23 +47,29 @@ from .naive import NaiveDreamer
 CASES = [("googlenet", "inception4c"), ("vgg16", "relu4_3"), ("resnet50", "layer3"), ("inception_v3", "Mixed_6b")]
 DREAM_CASES = [("googlenet", "inception4c"), ("vgg16", "relu4_3")]
 LARGE, TILE = 1024, 512  # above LARGE px the step is tiled, as deepdream() does by default
-COLUMNS = ["case", "size", "floor_ms", "step_ms", "ratio_floor", "naive_ms", "speedup_vs_naive", "fast_ms",
-           "ratio_fast", "bf16_ms", "ratio_bf16", "peak_mem_mb", "floor_peak_mem_mb"]
+COLUMNS = ["case", "size", "floor_ms", "step_ms", "ratio_floor", "naive_ms", "speedup_vs_naive", "fast_floor_ms",
+           "fast_ms", "ratio_fast", "bf16_ms", "ratio_bf16", "peak_mem_mb", "floor_peak_mem_mb"]
+DREAM_REPEATS = 3
 
 
-def floor_pass(backbone: Backbone, layer: str, image: torch.Tensor) -> None:
-    """The floor: bare torch forward through the trunk to ``layer`` and backward of 0.5 mean(a^2) to the image."""
-    x = image.detach().requires_grad_(True)
+def floor_pass(backbone: Backbone, layer: str, image: torch.Tensor) -> torch.Tensor:
+    """The floor: bare torch normalisation and forward through the trunk to ``layer`` (in the backbone's
+    memory format), backward of 0.5 mean(a^2); returns the gradient with respect to ``image``."""
+    leaf = image.detach().requires_grad_(True)
+    mean, std = (torch.tensor(v, device=image.device).view(1, 3, 1, 1) for v in (backbone.spec.mean, backbone.spec.std))
+    x = ((leaf - mean) / std).contiguous(memory_format=backbone.memory_format)
     for name, stage in backbone.stages:
         x = stage(x)
         if name == layer:
             break
     (0.5 * x.square().mean()).backward()
+    return leaf.grad
 
 
 def median_ms(works: dict[str, Callable[[], object]], device: torch.device, repeats: int,
-              warmup: int = 1) -> dict[str, float]:
-    """Median wall time of each piece of work, in ms, timed round-robin.
+              warmup: int = 1, spreads: dict[str, list[float]] | None = None) -> dict[str, float]:
+    """Median wall time of each piece of work, in ms, timed round-robin (``spreads`` gets each one's
+    fastest and slowest run).
 
     Interleaving (floor, step, naive, floor, step, naive, ...) exposes every variant to the same
     machine noise, so their ratios hold on a busy machine where back-to-back medians drift.
@@ -79,6 +85,8 @@ def median_ms(works: dict[str, Callable[[], object]], device: torch.device, repe
             work()
             _sync(device)
             times[name].append((time.perf_counter() - start) * 1000)
+    if spreads is not None:
+        spreads.update({name: [min(values), max(values)] for name, values in times.items()})
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -111,14 +119,15 @@ def measure_case(name: str, layer: str, size: int, device: torch.device, repeats
     timings = median_ms({"floor_ms": lambda: floor_pass(plain, layer, image),
                          "step_ms": step(plain, None),
                          "naive_ms": lambda: naive.step(array),
+                         "fast_floor_ms": lambda: floor_pass(fast, layer, image),
                          "fast_ms": step(fast, None),
                          "bf16_ms": step(fast, torch.bfloat16)}, device, repeats)
     row = {"case": f"{name}/{layer}", "backbone": name, "layer": layer, "size": size, "device": str(device),
            **timings}
     row["ratio_floor"] = row["step_ms"] / row["floor_ms"]
     row["speedup_vs_naive"] = row["naive_ms"] / row["step_ms"]
-    row["ratio_fast"] = row["fast_ms"] / row["floor_ms"]
-    row["ratio_bf16"] = row["bf16_ms"] / row["floor_ms"]
+    row["ratio_fast"] = row["fast_ms"] / row["fast_floor_ms"]
+    row["ratio_bf16"] = row["bf16_ms"] / row["fast_floor_ms"]
     row["peak_mem_mb"] = probe_memory("step", name, layer, size, device) if memory else None
     row["floor_peak_mem_mb"] = probe_memory("floor", name, layer, size, device) if memory else None
     return row
@@ -147,10 +156,13 @@ def measure_dream(name: str, layer: str, size: int, device: torch.device, memory
     floors = median_ms({str(s): (lambda x=x: floor_pass(plain, layer, x)) for s, x in levels.items()}, device, 3)
     naive = NaiveDreamer(plain, layer, device)
     row = {"case": f"dream/{name}/{layer}", "kind": "dream", "backbone": name, "layer": layer, "size": size,
-           "device": str(device), "floors_ms": 10 * sum(floors.values()),
-           **median_ms({"dream_ms": lambda: deepdream(image, fast, l2(layer)),
-                        "plain_dream_ms": lambda: deepdream(image, plain, l2(layer), precision="fp32"),
-                        "naive_dream_ms": lambda: naive.dream(image)}, device, 1, warmup=0)}
+           "device": str(device), "floors_ms": 10 * sum(floors.values())}
+    spreads: dict[str, list[float]] = {}
+    row.update(median_ms({"dream_ms": lambda: deepdream(image, fast, l2(layer)),
+                          "plain_dream_ms": lambda: deepdream(image, plain, l2(layer), precision="fp32"),
+                          "naive_dream_ms": lambda: naive.dream(image)}, device, DREAM_REPEATS, warmup=1,
+                         spreads=spreads))
+    row.update({f"{name}_spread": values for name, values in spreads.items()})
     row["ratio_floor"] = row["plain_dream_ms"] / row["floors_ms"]
     row["speedup_vs_naive"] = row["naive_dream_ms"] / row["dream_ms"]
     row["peak_mem_mb"] = probe_memory("dream", name, layer, size, device) if memory else None
@@ -192,6 +204,10 @@ def _probe(mode: str, name: str, layer: str, size: int, device: torch.device) ->
 
 def _status_kb(field: str) -> int:
     return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+def _spread(values: list[float]) -> str:
+    return f"{values[0] / 1000:.1f}..{values[1] / 1000:.1f} s"
 
 
 def _format(rows: list[dict]) -> str:
@@ -238,9 +254,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, layer in [(n, l) for n, l in DREAM_CASES if not args.backbones or n in args.backbones]:
             row = measure_dream(name, layer, 512, device, not args.no_memory)
             print(json.dumps(row) if args.json else
-                  f"full dream {name}/{layer} 512 px: ours {row['dream_ms'] / 1000:.1f} s (plain path "
+                  f"full dream {name}/{layer} 512 px, median of {DREAM_REPEATS} after a warm-up: ours "
+                  f"{row['dream_ms'] / 1000:.1f} s ({_spread(row['dream_ms_spread'])}; plain path "
                   f"{row['plain_dream_ms'] / 1000:.1f} s = {row['ratio_floor']:.2f}x the sum of floors "
-                  f"{row['floors_ms'] / 1000:.1f} s), naive {row['naive_dream_ms'] / 1000:.1f} s = "
+                  f"{row['floors_ms'] / 1000:.1f} s), naive {row['naive_dream_ms'] / 1000:.1f} s "
+                  f"({_spread(row['naive_dream_ms_spread'])}) = "
                   f"{row['speedup_vs_naive']:.2f}x slower than ours; peak memory {row['peak_mem_mb']} MB "
                   f"(floor pass {row['floor_peak_mem_mb']} MB)", flush=True)
     return 0
