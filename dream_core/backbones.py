@@ -97,6 +97,11 @@ def _features_then_head(model: nn.Module) -> list[nn.Module]:
     return [*model.features, _head(model, ("avgpool", _FLATTEN, "classifier"))]
 
 
+def _mobilenet_trunk(model: nn.Module) -> list[nn.Module]:
+    """MobileNetV2 pools in its forward, not in a module: the head gets its own pooling."""
+    return [*model.features, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), model.classifier)]
+
+
 def _head(model: nn.Module, names: Sequence[str]) -> nn.Module:
     return nn.Sequential(*(nn.Flatten(1) if name == _FLATTEN else getattr(model, name) for name in names))
 
@@ -208,6 +213,20 @@ BACKBONES: dict[str, BackboneSpec] = {
             categories="ResNet50_Weights.IMAGENET1K_V1",
         ),
         BackboneSpec(
+            name="mobilenet_v2",
+            title="MobileNetV2 (Sandler et al. 2018), small and fast; its ImageNet weights also ship on PyPI",
+            build=lambda: _torchvision("mobilenet_v2")(weights=None),
+            trunk=_mobilenet_trunk,
+            layers=_with_logits({f"features.{i}": channels for i, channels in enumerate(
+                [32, 16, 24, 24, 32, 32, 32, 64, 64, 64, 64, 96, 96, 96, 160, 160, 160, 320, 1280])}),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            native_size=224,
+            weights_url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
+            default_layer="features.10",
+            categories="MobileNet_V2_Weights.IMAGENET1K_V1",
+        ),
+        BackboneSpec(
             name="alexnet",
             title="AlexNet (Krizhevsky et al. 2012), small and fast",
             build=lambda: _torchvision("alexnet")(weights=None),
@@ -279,9 +298,9 @@ class Backbone:
     def __init__(self, spec: BackboneSpec, model: nn.Module, source: str, fuse_batchnorm: bool = False) -> None:
         model.eval().requires_grad_(False)
         for module in model.modules():
-            if isinstance(module, nn.ReLU):
-                # An in-place ReLU would overwrite the activation of the conv layer before it,
-                # which a caller may have asked for (conv4_3 and relu4_3 in one pass).
+            if getattr(module, "inplace", False):
+                # An in-place ReLU (or ReLU6) would overwrite the activation of the conv layer before
+                # it, which a caller may have asked for (conv4_3 and relu4_3 in one pass).
                 module.inplace = False
         self.spec = spec
         self.model = model

@@ -4,7 +4,7 @@ import torch
 import dream_core as dc
 from conftest import random_backbone
 
-ALL = ["googlenet", "inception_v3", "vgg16", "vgg19", "resnet50", "alexnet"]
+ALL = ["googlenet", "inception_v3", "vgg16", "vgg19", "resnet50", "mobilenet_v2", "alexnet"]
 
 
 def test_registry_has_the_promised_backbones():

@@ -9,7 +9,7 @@ from torch import nn
 import dream_core as dc
 from conftest import random_backbone
 
-ALL = ["googlenet", "inception_v3", "vgg16", "vgg19", "resnet50", "alexnet"]
+ALL = ["googlenet", "inception_v3", "vgg16", "vgg19", "resnet50", "mobilenet_v2", "alexnet"]
 
 
 @pytest.mark.parametrize("name", ALL)
