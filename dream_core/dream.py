@@ -165,7 +165,8 @@ def _dream_sizes(size: tuple[int, int], smallest: int, octaves: int, octave_scal
             log.warning("image: %dx%d is smaller than the %d px that %s needs; dreaming it enlarged %.1fx.",
                         height, width, smallest, warn_for, factor)
         height, width = math.ceil(height * factor), math.ceil(width * factor)
-    return (height, width), octave_sizes((height, width), octaves, octave_scale, max(MIN_OCTAVE_SIZE, smallest))
+    return (height, width), octave_sizes((height, width), octaves, octave_scale, max(MIN_OCTAVE_SIZE, smallest),
+                                         warn=warn_for is not None)
 
 
 def _check_settings(steps: int, step_size: float, jitter: int, smoothing: float, max_loss: float | None) -> None:

@@ -41,7 +41,8 @@ class OctaveSettings:
     blend: float = 0.6
 
 
-def octave_sizes(size: tuple[int, int], octaves: int, scale: float, min_size: int = 32) -> list[tuple[int, int]]:
+def octave_sizes(size: tuple[int, int], octaves: int, scale: float, min_size: int = 32,
+                 warn: bool = True) -> list[tuple[int, int]]:
     """Sizes of the pyramid levels, smallest first; the last one is ``size``.
 
     Args:
@@ -49,6 +50,7 @@ def octave_sizes(size: tuple[int, int], octaves: int, scale: float, min_size: in
         octaves: number of levels wanted (1 = no pyramid).
         scale: ratio between neighbouring levels, > 1.
         min_size: the shorter side of every level stays at least this large.
+        warn: log a warning when levels are dropped (off for planning, e.g. a memory estimate).
 
     Convention: level ``i`` below the top has sides ``round(side / scale**i)``. Levels whose shorter
     side would fall below ``min_size`` are dropped with a warning, never an error.
@@ -65,8 +67,9 @@ def octave_sizes(size: tuple[int, int], octaves: int, scale: float, min_size: in
         shrink = scale**level
         level_size = (max(1, round(height / shrink)), max(1, round(width / shrink)))
         if level > 0 and min(level_size) < min_size:
-            log.warning("octaves: %dx%d allows %d of the %d octaves asked for (the smallest level must "
-                        "stay at least %d px); dreaming with %d.", height, width, level, octaves, min_size, level)
+            if warn:
+                log.warning("octaves: %dx%d allows %d of the %d octaves asked for (the smallest level must "
+                            "stay at least %d px); dreaming with %d.", height, width, level, octaves, min_size, level)
             break
         sizes.append(level_size)
     return sizes[::-1]

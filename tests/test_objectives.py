@@ -162,7 +162,7 @@ def test_a_guided_dream_moves_the_features_towards_its_guide(googlenet, image):
     unguided = dc.deepdream(image, googlenet, dc.l2(layer), **settings)
     for name, guide in guides.items():
         with torch.no_grad():
-            closeness = lambda picture: _closeness(extractor(picture)[layer], extractor(guide)[layer])
+            closeness = lambda picture, guide=guide: _closeness(extractor(picture)[layer], extractor(guide)[layer])
             other = next(dream for other_name, dream in dreams.items() if other_name != name)
             assert closeness(dreams[name]) > closeness(unguided) + 0.01, name
             assert closeness(dreams[name]) > closeness(other) + 0.005, name
