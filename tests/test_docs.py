@@ -7,12 +7,16 @@ import os
 import pytest
 
 import dream_core
+import dream_core.backbones
 import dream_core.features
+import dream_core.loop
+import dream_core.objectives
 import dream_core.pyramid
 from conftest import ROOT
 
 
-@pytest.mark.parametrize("module", [dream_core, dream_core.features, dream_core.pyramid])
+@pytest.mark.parametrize("module", [dream_core, dream_core.backbones, dream_core.features, dream_core.loop,
+                                    dream_core.objectives, dream_core.pyramid])
 def test_docstring_examples(module, monkeypatch):
     monkeypatch.chdir(ROOT)  # the package example reads assets/example.jpg
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
