@@ -91,14 +91,15 @@ def deepdream(
     batch, _, height, width = original.shape
     given_size = (height, width)
     extractor = backbone.extractor(objective.layers)
-    (height, width), sizes = _dream_sizes(given_size, extractor.min_input_size(), octaves, octave_scale,
+    smallest = extractor.min_input_size()
+    (height, width), sizes = _dream_sizes(given_size, smallest, octaves, octave_scale,
                                           f"{extractor.deepest} of {backbone.name}")
     masks = None if mask is None else prepare_mask(mask, batch, given_size).to(backbone.device)
     progress = Progress.of(progress)
     progress.begin(batch * len(sizes) * steps)
     ascent = Ascent(extractor, objective, step_size=step_size, jitter=jitter, grad_norm=grad_norm,
                     autocast=autocast_dtype(precision, backbone.device), tile_overlap=tile_overlap,
-                    tiles=TilePolicy(tile_size, tile_above, minimum=2 * tile_overlap + max(32, extractor.min_input_size())),
+                    tiles=TilePolicy(tile_size, tile_above, minimum=2 * tile_overlap + max(32, smallest)),
                     progress=progress, cancel=cancel, max_loss=max_loss)
 
     def dream_item(index: int) -> Tensor:

@@ -74,10 +74,9 @@ class Progress:
     def part(self, index: int, count: int) -> Progress:
         """The ``index``-th of ``count`` equal parts of this progress's span."""
         check(0 <= index < count, f"progress: part {index} of {count} does not exist.")
-        child = Progress.__new__(Progress)
+        child = Progress()
         width = (self.stop - self.start) / count
         child.root, child.start, child.stop = self.root, self.start + index * width, self.start + (index + 1) * width
-        child.steps = child.taken = 0
         return child
 
     def begin(self, steps: int) -> None:

@@ -189,14 +189,13 @@ def place(backbone: Backbone, device: torch.device, memory: int) -> None:
 
 
 @contextmanager
-def dreaming(backbone: Backbone, memory: int) -> Iterator[torch.device]:
+def dreaming(backbone: Backbone, memory: int) -> Iterator[None]:
     """Everything a node needs around work with gradients: the grad-mode escape, the backbone on the
     host's device with ``memory`` bytes of room for the work, and weights that autograd may save."""
-    device = compute_device()
     with gradients():
-        place(backbone, device, memory)
+        place(backbone, compute_device(), memory)
         make_trainable_copy_if_inference(backbone)
-        yield device
+        yield
 
 
 PROGRESS_TOTAL = 100  # the bar counts percent of the whole node run

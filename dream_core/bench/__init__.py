@@ -23,6 +23,7 @@ times each (median and spread), against the naive dream and against the sum of i
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -56,7 +57,7 @@ def floor_pass(backbone: Backbone, layer: str, image: torch.Tensor) -> torch.Ten
     """The floor: bare torch normalisation and forward through the trunk to ``layer`` (in the backbone's
     memory format), backward of 0.5 mean(a^2); returns the gradient with respect to ``image``."""
     leaf = image.detach().requires_grad_(True)
-    mean, std = (torch.tensor(v, device=image.device).view(1, 3, 1, 1) for v in (backbone.spec.mean, backbone.spec.std))
+    mean, std = _normalisation(backbone.spec.mean, backbone.spec.std, image.device)
     x = ((leaf - mean) / std).contiguous(memory_format=backbone.memory_format)
     for name, stage in backbone.stages:
         x = stage(x)
@@ -64,6 +65,13 @@ def floor_pass(backbone: Backbone, layer: str, image: torch.Tensor) -> torch.Ten
             break
     (0.5 * x.square().mean()).backward()
     return leaf.grad
+
+
+@functools.cache
+def _normalisation(mean: tuple[float, ...], std: tuple[float, ...],
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The floor's normalisation constants, made once per device (not copied there on every timed pass)."""
+    return tuple(torch.tensor(values, device=device).view(1, 3, 1, 1) for values in (mean, std))
 
 
 def median_ms(works: dict[str, Callable[[], object]], device: torch.device, repeats: int,
