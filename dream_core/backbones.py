@@ -311,7 +311,7 @@ class Backbone:
                 fold_batchnorm(stage)
             model.requires_grad_(False)
         self.memory_format = torch.contiguous_format
-        self._extractors: dict[frozenset[str], FeatureExtractor] = {}
+        self._extractors: dict[frozenset[tuple[str, str]], FeatureExtractor] = {}
         self._class_names: list[str] | None = None
 
     def __repr__(self) -> str:
@@ -370,15 +370,18 @@ class Backbone:
     def extractor(self, layers: Iterable[str]) -> FeatureExtractor:
         """A module that runs this network up to the deepest of ``layers`` and returns their activations.
 
-        Extractors are cached per layer set, so a dream builds one per run, not one per step.
+        Activations come back under the names asked for, so an objective on an alias (``mixed4``)
+        reads what it asked for. Extractors are cached per layer set, so a dream builds one per run,
+        not one per step.
         """
-        wanted = frozenset(self.resolve(layer) for layer in layers)
-        if not wanted:
+        requested = {layer: self.resolve(layer) for layer in layers}
+        if not requested:
             raise LayerError("layers: no layer given; name at least one.", "", list(self.spec.layers))
-        if wanted not in self._extractors:
-            self._extractors[wanted] = FeatureExtractor(
-                self.stages, wanted, self.spec.mean, self.spec.std, self.memory_format)
-        return self._extractors[wanted]
+        key = frozenset(requested.items())
+        if key not in self._extractors:
+            self._extractors[key] = FeatureExtractor(
+                self.stages, requested, self.spec.mean, self.spec.std, self.memory_format)
+        return self._extractors[key]
 
 
 def backbone_from_module(

@@ -8,7 +8,7 @@ An objective that reads only the image (``INPUT``) runs no stage at all.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +25,8 @@ class FeatureExtractor(nn.Module):
 
     Args:
         stages: ``(name, module)`` pairs in execution order.
-        layers: the names whose outputs to return; each must be a stage name or :data:`INPUT`.
+        layers: the names whose outputs to return; each must be a stage name or :data:`INPUT`. A
+            mapping ``{name: stage name}`` returns a stage's output under another name (an alias).
         mean, std: the network's per-channel input normalisation.
         memory_format: the layout the stages' weights are in; the input is brought to it.
 
@@ -44,19 +45,23 @@ class FeatureExtractor(nn.Module):
         torch.Size([1, 192, 7, 7])
     """
 
-    def __init__(self, stages: Sequence[tuple[str, nn.Module]], layers: Collection[str],
+    def __init__(self, stages: Sequence[tuple[str, nn.Module]], layers: Collection[str] | Mapping[str, str],
                  mean: Sequence[float], std: Sequence[float],
                  memory_format: torch.memory_format = torch.contiguous_format) -> None:
         super().__init__()
         names = [name for name, _ in stages]
-        network_layers = set(layers) - {INPUT}
+        requested = dict(layers) if isinstance(layers, Mapping) else {layer: layer for layer in layers}
+        network_layers = set(requested.values()) - {INPUT}
         missing = network_layers - set(names)
         if missing:
             raise ValueError(f"layers {sorted(missing)} are not stages of this trunk")
         deepest = max((names.index(layer) for layer in network_layers), default=-1)
         self.names = names[: deepest + 1]
         self.stages = nn.ModuleList(module for _, module in stages[: deepest + 1])
-        self.layers = frozenset(layers)
+        self.layers = frozenset(requested)
+        self._outputs: dict[str, list[str]] = {}  # stage name -> the names its output is returned under
+        for name, stage_name in requested.items():
+            self._outputs.setdefault(stage_name, []).append(name)
         self._mean_std = (tuple(mean), tuple(std))
         self._normalisation: dict[torch.device, tuple[Tensor, Tensor]] = {}
         self.memory_format = memory_format
@@ -144,6 +149,6 @@ class FeatureExtractor(nn.Module):
         x = ((image - mean) / std).contiguous(memory_format=self.memory_format)
         for name, stage in zip(self.names, self.stages):
             x = stage(x)
-            if name in self.layers:
-                activations[name] = x
+            for output in self._outputs.get(name, ()):
+                activations[output] = x
         return activations

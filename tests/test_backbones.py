@@ -72,6 +72,10 @@ def test_keras_aliases_for_inception_v3():
     backbone = random_backbone("inception_v3")
     assert backbone.resolve("mixed4") == "Mixed_6b"
     assert backbone.channels("mixed10") == 2048
+    image = torch.rand(1, 3, 160, 160)
+    acts = backbone.extractor(["mixed4", "Mixed_6b"])(image)  # an objective on the alias reads the alias
+    assert set(acts) == {"mixed4", "Mixed_6b"} and acts["mixed4"] is acts["Mixed_6b"]
+    assert torch.equal(dc.l2("mixed4")(backbone.extractor(["mixed4"])(image)), dc.l2("Mixed_6b")(acts))
 
 
 def test_unknown_backbone_message():

@@ -41,3 +41,13 @@ def test_bad_layer_is_an_error_message_not_a_traceback(tmp_path, capsys):
     assert not (tmp_path / "in_dream.png").exists()
     code = main(["dream", str(image), "--weights", "random", "--layers", "inception4c:lots"])
     assert code == 2 and "cannot read 'inception4c:lots'" in capsys.readouterr().err
+
+
+def test_the_keras_recipe_from_the_readme_runs_on_its_aliases(tmp_path):
+    # README: --backbone inception_v3 --layers mixed4:1.0 mixed5:1.5 mixed6:2.0 mixed7:2.5 --grad-norm std --crop 2
+    output = tmp_path / "keras.png"
+    code = main(["dream", str(ROOT / "assets" / "example.jpg"), "-o", str(output), "--weights", "random",
+                 "--size", "160", "--steps", "1", "--octaves", "1", "--backbone", "inception_v3",
+                 "--layers", "mixed4:1.0", "mixed5:1.5", "mixed6:2.0", "mixed7:2.5", "--grad-norm", "std",
+                 "--crop", "2"])
+    assert code == 0 and dc.load_image(output).shape == (1, 3, 120, 160)
