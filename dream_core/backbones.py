@@ -24,8 +24,8 @@ from torch import nn
 from .errors import DreamError, LayerError
 from .features import INPUT, FeatureExtractor
 
-__all__ = ["BackboneSpec", "Backbone", "BACKBONES", "LOGITS", "get_spec", "backbone_names", "fold_batchnorm",
-           "backbone_from_module"]
+__all__ = ["BackboneSpec", "Backbone", "BACKBONES", "LOGITS", "POOLINGS", "get_spec", "backbone_names",
+           "fold_batchnorm", "average_pooling", "backbone_from_module"]
 
 LOGITS = "logits"
 """The last layer of every registry catalogue: the classifier's output, one score per class."""
@@ -273,6 +273,40 @@ def fold_batchnorm(module: nn.Module) -> int:
     return folded
 
 
+POOLINGS = ("max", "avg")
+
+
+class ScaledAvgPool2d(nn.AvgPool2d):
+    """Average pooling times ``scale``: stands in for a max pooling without shrinking what follows.
+
+    The average of a window of ReLU outputs is smaller than its maximum; for VGG's 2x2 windows a
+    factor of 2 (crowsonkb's style-transfer-pytorch) brings the activations after each pooling back
+    to about the magnitude the next layers were trained on (measured in ``tests/test_style.py``).
+    """
+
+    def __init__(self, pool: nn.MaxPool2d, scale: float = 2.0) -> None:
+        super().__init__(pool.kernel_size, pool.stride, pool.padding, pool.ceil_mode, count_include_pad=False)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * self.scale
+
+
+def average_pooling(module: nn.Module) -> int:
+    """Replace every ``MaxPool2d`` in ``module`` by a rescaled average pooling, in place; returns how many.
+
+    Gatys et al. found average pooling gives smoother style transfers; the gradient reaches every
+    pixel of each window instead of one.
+    """
+    replaced = 0
+    for parent in list(module.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.MaxPool2d) and child.dilation in (1, (1, 1)):
+                setattr(parent, name, ScaledAvgPool2d(child))
+                replaced += 1
+    return replaced
+
+
 def backbone_names() -> list[str]:
     return list(BACKBONES)
 
@@ -293,9 +327,16 @@ class Backbone:
         source: where the weights came from, for messages (``"random init (seed 0)"``, a path, a URL).
         fuse_batchnorm: fold batch norms into their convolutions (see :func:`fold_batchnorm`); the
             model's state dict then no longer has torchvision's keys.
+        pooling: ``"max"`` (as trained) or ``"avg"``: max poolings become rescaled average poolings
+            (see :func:`average_pooling`), the smoother choice for style transfer.
     """
 
-    def __init__(self, spec: BackboneSpec, model: nn.Module, source: str, fuse_batchnorm: bool = False) -> None:
+    def __init__(self, spec: BackboneSpec, model: nn.Module, source: str, fuse_batchnorm: bool = False,
+                 pooling: str = "max") -> None:
+        if pooling not in POOLINGS:
+            raise DreamError(f"pooling: unknown {pooling!r}; choose one of {', '.join(POOLINGS)}.")
+        if pooling == "avg" and not average_pooling(model):
+            raise DreamError(f"pooling: {spec.name} has no max pooling to replace; use pooling 'max'.")
         model.eval().requires_grad_(False)
         for module in model.modules():
             if getattr(module, "inplace", False):
@@ -305,6 +346,7 @@ class Backbone:
         self.spec = spec
         self.model = model
         self.source = source
+        self.pooling = pooling
         self.stages = list(zip(spec.layers, spec.trunk(model), strict=True))
         if fuse_batchnorm:  # within each stage only, so every catalogue layer keeps its meaning
             for _, stage in self.stages:
@@ -315,7 +357,8 @@ class Backbone:
         self._class_names: list[str] | None = None
 
     def __repr__(self) -> str:
-        return f"Backbone({self.spec.name}, {self.source}, device={self.device})"
+        pooling = "" if self.pooling == "max" else f", {self.pooling} pooling"
+        return f"Backbone({self.spec.name}, {self.source}{pooling}, device={self.device})"
 
     @property
     def name(self) -> str:

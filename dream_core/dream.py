@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 
 import torch
 from torch import Tensor
@@ -56,7 +57,8 @@ def deepdream(
         image: :math:`(B, 3, H, W)` RGB in 0..1, on any device; each item is moved to the backbone's
             device in turn and its dream moved back, so the batch never sits on the GPU whole.
         backbone: the network, from :func:`dream_core.load_backbone`.
-        objective: what to maximise, e.g. ``l2("inception4c") + 0.5 * l2("inception4d")``.
+        objective: what to maximise, e.g. ``l2("inception4c") + 0.5 * l2("inception4d")``; it is taken
+            ``at`` each octave's size and item (styles and contents follow the octave).
         steps: ascent steps per octave; 0 returns the image unchanged (in ``reinject`` mode).
         step_size: mean absolute pixel change per step, 0..1 pixel units.
         jitter: the largest random roll in pixels, each step.
@@ -108,7 +110,8 @@ def deepdream(
 
         def dream_level(start: Tensor, level: int) -> Tensor:
             level_mask = None if item_mask is None else resize(item_mask, start.shape[-2:])
-            return ascent.run(start, steps, generator, smoothing=smoothing * octave_scale**level, mask=level_mask)
+            level_ascent = replace(ascent, objective=objective.at(tuple(start.shape[-2:]), index))
+            return level_ascent.run(start, steps, generator, smoothing=smoothing * octave_scale**level, mask=level_mask)
 
         item = original[index:index + 1].to(backbone.device)
         dreamed = dream_octaves(resize(item, (height, width)), sizes, dream_level, detail, blend)

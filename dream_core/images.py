@@ -16,7 +16,7 @@ from torch import Tensor
 from .errors import DreamError, ShapeError
 from .pyramid import resize
 
-__all__ = ["check_image", "prepare_mask", "from_bhwc", "to_bhwc", "load_image", "save_image", "to_pil"]
+__all__ = ["check_image", "prepare_mask", "from_bhwc", "to_bhwc", "load_image", "save_image", "to_pil", "keep_colors"]
 
 
 def check_image(image: object, name: str = "image") -> Tensor:
@@ -81,6 +81,26 @@ def prepare_mask(mask: Tensor, batch: int, size: tuple[int, int], name: str = "m
     if not torch.isfinite(mask).all():
         raise DreamError(f"{name}: holds NaN or infinite values.")
     return resize(mask, size).clamp(0.0, 1.0)
+
+
+def keep_colors(image: Tensor, colors_from: Tensor) -> Tensor:
+    """The luminance of ``image`` with the colours of ``colors_from`` (neural-style-pt's ``original_colors``).
+
+    In YCbCr (BT.601): Y from ``image``, Cb and Cr from ``colors_from``, back to RGB clamped to 0..1;
+    a style transfer so keeps the content's colours and takes only the style's light and texture.
+
+    Shape:
+        - image, colors_from: :math:`(B, 3, H, W)` in 0..1, the same size (``colors_from`` may have B = 1).
+        - Output: :math:`(B, 3, H, W)`.
+    """
+    from kornia.color import rgb_to_ycbcr, ycbcr_to_rgb
+
+    if image.shape[-2:] != colors_from.shape[-2:]:
+        raise ShapeError(f"keep_colors: the image is {tuple(image.shape[-2:])}, its colour source "
+                         f"{tuple(colors_from.shape[-2:])}; give both at one size.", tuple(colors_from.shape))
+    luminance = rgb_to_ycbcr(image)[:, :1]
+    chroma = rgb_to_ycbcr(colors_from)[:, 1:].expand(image.shape[0], -1, -1, -1)
+    return ycbcr_to_rgb(torch.cat([luminance, chroma], dim=1)).clamp(0.0, 1.0)
 
 
 def load_image(path: str | Path) -> Tensor:

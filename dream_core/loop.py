@@ -27,7 +27,7 @@ from .objectives import Objective
 log = logging.getLogger("DeepDreamNodes")
 
 __all__ = ["Progress", "ProgressFn", "Cancel", "Ascent", "TilePolicy", "optimize", "item_generator",
-           "autocast_dtype", "PRECISIONS", "OPTIMIZERS", "tuned_for"]
+           "autocast_dtype", "PRECISIONS", "OPTIMIZERS", "LBFGS_HISTORY", "tuned_for"]
 
 ProgressFn = Callable[[int, int, "Tensor | None"], None]
 """``report(done, total, preview)``: after every step; ``preview`` is the current item :math:`(3, h, w)`
@@ -38,6 +38,8 @@ Cancel = Callable[[], bool]
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 OPTIMIZERS = ("adam", "lbfgs")
+LBFGS_HISTORY = 100
+"""Steps L-BFGS remembers (neural-style-pt's default): two image-sized tensors each."""
 
 
 class Progress:
@@ -247,6 +249,7 @@ def optimize(
     autocast: torch.dtype | None = None,
     progress: Progress | ProgressFn | None = None,
     cancel: Cancel | None = None,
+    ema: float = 0.0,
 ) -> Tensor:
     """Raise ``objective`` by minimising ``-objective(render())`` over ``parameters`` with an optimizer.
 
@@ -265,6 +268,9 @@ def optimize(
         jitter, generator: the random roll before each evaluation, and its stream.
         autocast: the network's precision; the loss and the update stay float32.
         progress, cancel: as in :class:`Ascent`.
+        ema: decay of an exponential moving average of the parameters over the steps (bias-corrected,
+            as crowsonkb's style transfer does with Adam); the result is rendered from the average,
+            which smooths the step-to-step noise of Adam. 0 = off; ignored by L-BFGS.
 
     Returns:
         ``render()`` after the last step, detached and clamped to 0..1.
@@ -272,12 +278,13 @@ def optimize(
     check(steps >= 0, f"steps: must be 0 or more, got {steps}.")
     check(callable(optimizer) or optimizer in OPTIMIZERS,
           f"optimizer: unknown {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
+    check(0.0 <= ema < 1.0, f"ema: the average's decay must be in 0..1 (0 = off), got {ema}.")
     parameters = [p.requires_grad_(True) for p in parameters]
     if optimizer == "adam":
         optim = torch.optim.Adam(parameters, lr=lr)
     elif optimizer == "lbfgs":
         optim = torch.optim.LBFGS(parameters, lr=1.0, max_iter=steps, max_eval=steps, tolerance_grad=-1,
-                                  tolerance_change=-1, history_size=100, line_search_fn="strong_wolfe")
+                                  tolerance_change=-1, history_size=LBFGS_HISTORY, line_search_fn="strong_wolfe")
     else:
         optim = optimizer(parameters)
     progress = Progress.of(progress)
@@ -290,8 +297,9 @@ def optimize(
         with torch.enable_grad():
             image = render()
             shift = random_shift(generator, jitter)
+            seen = torch.roll(image, shift, dims=(2, 3)) if any(shift) else image
             with torch.autocast(image.device.type, dtype=autocast, enabled=autocast is not None):
-                loss = -objective(extractor(torch.roll(image, shift, dims=(2, 3)))).float().sum()
+                loss = -objective(extractor(seen)).float().sum()
             loss.backward()
         progress.step(image[0].detach())
         return loss.detach()
@@ -301,8 +309,33 @@ def optimize(
         if progress.taken < steps:  # converged before max_eval: the rest counts as done
             progress.step(steps=steps)
     else:
+        average = _MovingAverage(parameters, ema) if ema else None
         for _ in range(steps):
             closure()
             optim.step()
+            if average is not None:
+                average.update()
+        if average is not None and steps:
+            average.apply()
     with torch.no_grad():
         return render().detach().clamp(0.0, 1.0)
+
+
+class _MovingAverage:
+    """Bias-corrected exponential moving average of some tensors: ``sum_t d^(T-t) (1-d) x_t / (1 - d^T)``."""
+
+    def __init__(self, tensors: Sequence[Tensor], decay: float) -> None:
+        self.tensors, self.decay, self.weight = list(tensors), decay, 1.0
+        self.sums = [torch.zeros_like(t, requires_grad=False) for t in self.tensors]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for total, tensor in zip(self.sums, self.tensors):
+            total.mul_(self.decay).add_(tensor, alpha=1 - self.decay)
+        self.weight *= self.decay
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        """Set the tensors to their average."""
+        for total, tensor in zip(self.sums, self.tensors):
+            tensor.copy_(total / (1 - self.weight))

@@ -12,6 +12,14 @@ across layers of different sizes (the Keras source divides by the activation's s
 Some objectives read the image itself, under the reserved name ``"input"`` (0..1 RGB): penalties
 such as :func:`total_variation` and :func:`pixel_l2` are subtracted from a layer objective,
 ``l2("inception4c") - 0.05 * total_variation()``; an objective made only of them runs no network.
+
+Convention: matching objectives (:func:`guide`, :func:`style_match`, :func:`content`) are scores,
+higher when closer, so they are *added*; penalties (:func:`total_variation`, :func:`pixel_l2`) are
+positive measures, so they are *subtracted*.
+
+Objectives made from a reference picture (a style or content image) depend on the size of the
+image being optimised and on which batch item it is: drivers call ``objective.at(size, item)``
+before working on an item at a size, and sums and multiples pass the call on to their parts.
 """
 
 from __future__ import annotations
@@ -27,8 +35,8 @@ from .errors import DreamError, check
 from .features import INPUT
 
 __all__ = ["Objective", "objective", "l2", "mean_activation", "channel", "layer_objective", "LOSSES",
-           "LayerTerm", "terms_objective", "guide", "gram_matrix", "gram_style", "total_variation", "pixel_l2",
-           "TV_KINDS"]
+           "LayerTerm", "terms_objective", "guide", "gram_matrix", "mean_covariance", "style_statistic",
+           "style_match", "STATISTICS", "content", "total_variation", "pixel_l2", "TV_KINDS"]
 
 Activations = Mapping[str, Tensor]
 
@@ -40,12 +48,16 @@ class Objective:
         fn: ``activations -> (B,)`` scores.
         layers: the layer names ``fn`` reads.
         description: a readable formula, shown in ``repr`` and in logs.
+        at: ``(size, item) -> Objective``: this objective for batch item ``item`` of an image of
+            ``size`` ``(H, W)``, for objectives made from reference pictures; None = the same everywhere.
     """
 
-    def __init__(self, fn: Callable[[Activations], Tensor], layers: Iterable[str], description: str) -> None:
+    def __init__(self, fn: Callable[[Activations], Tensor], layers: Iterable[str], description: str,
+                 at: Callable[[tuple[int, int], int], Objective] | None = None) -> None:
         self.fn = fn
         self.layers = frozenset(layers)
         self.description = description
+        self._at = at
 
     def __call__(self, activations: Activations) -> Tensor:
         return self.fn(activations)
@@ -53,12 +65,26 @@ class Objective:
     def __repr__(self) -> str:
         return f"Objective({self.description})"
 
+    def at(self, size: tuple[int, int], item: int = 0) -> Objective:
+        """This objective for batch item ``item`` of an image of ``size`` ``(H, W)``.
+
+        Objectives made from a reference picture see it at a size that follows the image's (a style
+        seen at ``style_scale`` times the image, a content at the image's size) and take the
+        reference of the item; all others return themselves.
+        """
+        return self if self._at is None else self._at(tuple(size), item)
+
+    def _combine(self, other: Objective, fn: Callable[[Activations], Tensor], description: str) -> Objective:
+        sized = self._at is not None or other._at is not None
+        return Objective(fn, self.layers | other.layers, description,
+                         (lambda size, item: self.at(size, item) + other.at(size, item)) if sized else None)
+
     def __add__(self, other: Objective | float) -> Objective:
         if isinstance(other, Objective):
-            return Objective(lambda a: self(a) + other(a), self.layers | other.layers,
-                             f"{self.description} + {other.description}")
+            return self._combine(other, lambda a: self(a) + other(a), f"{self.description} + {other.description}")
         if isinstance(other, (int, float)):
-            return Objective(lambda a: self(a) + other, self.layers, f"{self.description} + {other:g}")
+            return Objective(lambda a: self(a) + other, self.layers, f"{self.description} + {other:g}",
+                             None if self._at is None else lambda size, item: self.at(size, item) + other)
         return NotImplemented
 
     __radd__ = __add__  # sum([...]) starts from 0
@@ -66,7 +92,8 @@ class Objective:
     def __mul__(self, factor: float) -> Objective:
         if isinstance(factor, bool) or not isinstance(factor, (int, float)):
             return NotImplemented
-        return Objective(lambda a: factor * self(a), self.layers, f"{factor:g} * ({self.description})")
+        return Objective(lambda a: factor * self(a), self.layers, f"{factor:g} * ({self.description})",
+                         None if self._at is None else lambda size, item: factor * self.at(size, item))
 
     __rmul__ = __mul__
 
@@ -110,6 +137,8 @@ def objective(factory: Callable[..., Callable[[Activations], Tensor]]) -> Callab
 
 def _show(value: object) -> str:
     """An argument as a description shows it: tensors by shape only."""
+    if isinstance(value, (list, tuple)) and any(isinstance(v, Tensor) for v in value):
+        return f"({', '.join(map(_show, value))})"
     return f"tensor{list(value.shape)}" if isinstance(value, Tensor) else str(value)
 
 
@@ -232,31 +261,136 @@ def guide(layer: str, guide_activation: Tensor) -> Callable[[Activations], Tenso
     return score
 
 
-def gram_matrix(activation: Tensor) -> Tensor:
+def _full(tensor: Tensor) -> Tensor:
+    """``tensor`` in at least float32: half-precision activations are promoted, float64 stays (for gradcheck)."""
+    return tensor if tensor.dtype == torch.float64 else tensor.float()
+
+
+class _MaskAt:
+    """A mask :math:`(B \text{ or } 1, 1, H, W)`, area-resized once to each activation size it is used at."""
+
+    def __init__(self, mask: Tensor) -> None:
+        self.mask = mask.detach()
+        self._sizes: dict[tuple, Tensor] = {}
+
+    def like(self, activation: Tensor) -> Tensor:
+        key = (tuple(activation.shape[-2:]), activation.device, activation.dtype)
+        if key not in self._sizes:
+            mask = self.mask.to(device=activation.device, dtype=activation.dtype)
+            self._sizes[key] = torch.nn.functional.adaptive_avg_pool2d(mask, activation.shape[-2:])
+        return self._sizes[key]
+
+
+def _weighted(activation: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Features :math:`(B, C, N)`, position weights :math:`(B \text{ or } 1, 1, N)` and their sum :math:`(B \text{ or } 1, 1, 1)`."""
+    features = _full(activation).flatten(2)
+    if mask is None:
+        weights = features.new_ones(1, 1, features.shape[2])
+    else:
+        weights = mask.flatten(2)
+    return features, weights, weights.sum(2, keepdim=True).clamp_min(1e-8)
+
+
+def gram_matrix(activation: Tensor, mask: Tensor | None = None) -> Tensor:
     """Channel correlations of :math:`(B, C, H, W)` -> :math:`(B, C, C)`, divided by ``C * H * W``
-    so that the Grams of a small and a large picture of the same texture agree."""
-    batch, channels, height, width = activation.shape
-    features = activation.float().reshape(batch, channels, height * width)
-    return features @ features.transpose(1, 2) / (channels * height * width)
+    so that the Grams of a small and a large picture of the same texture agree.
+
+    With a ``mask`` :math:`(B \text{ or } 1, 1, H, W)` of position weights, the Gram of the masked
+    positions only: ``F diag(m) F^T / (C * sum(m))`` (a regional style).
+    """
+    features, weights, total = _weighted(activation, mask)
+    with torch.autocast(features.device.type, enabled=False):
+        return (features * weights) @ features.transpose(1, 2) / (features.shape[1] * total)
+
+
+def mean_covariance(activation: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Per-channel mean :math:`(B, C)` and covariance :math:`(B, C, C)` of :math:`(B, C, H, W)` over
+    the positions (weighted by ``mask`` :math:`(B \text{ or } 1, 1, H, W)` if given): the Gaussian whose
+    Wasserstein-2 distance :func:`style_match` measures with ``statistic="mean_cov"``."""
+    features, weights, total = _weighted(activation, mask)
+    with torch.autocast(features.device.type, enabled=False):
+        mean = (features * weights).sum(2, keepdim=True) / total
+        centred = features - mean
+        return mean.squeeze(2), (centred * weights) @ centred.transpose(1, 2) / total
+
+
+STATISTICS = ("gram", "mean_cov")
+
+
+def style_statistic(activation: Tensor, statistic: str = "gram", mask: Tensor | None = None) -> tuple[Tensor, ...]:
+    """The style statistic of an activation: ``(gram,)`` or ``(mean, covariance)``, see :func:`style_match`."""
+    check(statistic in STATISTICS, f"statistic: unknown {statistic!r}; choose one of {', '.join(STATISTICS)}.")
+    if statistic == "gram":
+        return (gram_matrix(activation, mask),)
+    return mean_covariance(activation, mask)
+
+
+def _sqrtm(matrix: Tensor) -> Tensor:
+    """The square root of a symmetric positive semi-definite matrix (eigenvalues clamped at 0)."""
+    values, vectors = torch.linalg.eigh(matrix)
+    return vectors @ torch.diag_embed(values.clamp_min(0).sqrt()) @ vectors.transpose(-1, -2)
 
 
 @objective
-def gram_style(layer: str, target_gram: Tensor) -> Callable[[Activations], Tensor]:
-    """Gatys style: minus the squared distance between the layer's Gram matrix and the style's.
+def style_match(layer: str, target: Sequence[Tensor], statistic: str = "gram",
+                mask: Tensor | None = None) -> Callable[[Activations], Tensor]:
+    """Gatys style: minus the distance between the layer's style statistic and the style's.
 
-    The distance is relative, ``|G - A|^2 / |A|^2``, so scores are comparable across layers and
-    backbones; maximising the score minimises the style loss.
+    - ``"gram"``: ``|G - A|^2 / |A|^2``, the squared Gram distance relative to the style's Gram, so
+      scores are comparable across layers and backbones.
+    - ``"mean_cov"``: the squared Wasserstein-2 distance between the Gaussians of the two feature
+      sets, ``|m - mu|^2 + tr(S + T - 2 (T^1/2 S T^1/2)^1/2)``, relative to ``|mu|^2 + tr(T)``: it
+      also matches the mean colour of each feature, which Gram matching leaves loose.
+
+    Maximising the score minimises the style loss.
 
     Args:
         layer: the layer to match.
-        target_gram: the style image's Gram at ``layer``, :math:`(1, C, C)` (see :func:`gram_matrix`).
+        target: the style image's statistic at ``layer``, from :func:`style_statistic`.
+        mask: :math:`(B \text{ or } 1, 1, H, W)` position weights in 0..1 at any resolution: the
+            statistic is taken over the masked positions only (a regional style).
     """
-    target = _OnDevice(target_gram.detach().float())
+    check(statistic in STATISTICS, f"statistic: unknown {statistic!r}; choose one of {', '.join(STATISTICS)}.")
+    targets = [_OnDevice(t.detach()) for t in target]
+    region = None if mask is None else _MaskAt(mask)
+    if statistic == "mean_cov":
+        targets.append(_OnDevice(_sqrtm(_full(target[1].detach()))))
 
     def score(acts: Activations) -> Tensor:
-        gram = gram_matrix(acts[layer])
-        style = target.like(gram)
-        return -(gram - style).square().sum((1, 2)) / style.square().sum().clamp_min(1e-30)
+        activation = acts[layer]
+        weights = None if region is None else region.like(_full(activation))
+        stats = style_statistic(activation, statistic, weights)
+        wanted = [t.like(stats[0]) for t in targets]
+        with torch.autocast(stats[0].device.type, enabled=False):
+            if statistic == "gram":
+                return -(stats[0] - wanted[0]).square().sum((1, 2)) / wanted[0].square().sum().clamp_min(1e-30)
+            (mean, cov), (mu, target_cov, root) = stats, wanted
+            cross = torch.linalg.eigvalsh(root @ cov @ root).clamp_min(1e-12).sqrt().sum(-1)
+            trace = torch.diagonal(cov, dim1=-2, dim2=-1).sum(-1) + torch.diagonal(target_cov, dim1=-2, dim2=-1).sum(-1)
+            distance = (mean - mu).square().sum(-1) + trace - 2 * cross
+            return -distance / (mu.square().sum() + target_cov.diagonal(dim1=-2, dim2=-1).sum()).clamp_min(1e-30)
+
+    return score
+
+
+@objective
+def content(layer: str, target: Tensor) -> Callable[[Activations], Tensor]:
+    """Gatys content: minus the mean squared difference between the layer's activation and ``target``,
+    relative to ``mean(target**2)`` (so weights carry across layers). 0 when they are equal.
+
+    Args:
+        layer: the layer to match (relu4_2 in Gatys et al.).
+        target: the content image's activation at ``layer``, :math:`(B \text{ or } 1, C, H, W)`.
+    """
+    wanted = _OnDevice(target.detach())
+
+    def score(acts: Activations) -> Tensor:
+        activation = _full(acts[layer])
+        goal = wanted.like(activation)
+        if goal.shape[1:] != activation.shape[1:]:
+            raise DreamError(f"content: the target at {layer} is {tuple(goal.shape[1:])}, the image's "
+                             f"{tuple(activation.shape[1:])}; content needs the whole image at once (set tile_size 0).")
+        return -(activation - goal).square().flatten(1).mean(1) / goal.square().mean().clamp_min(1e-30)
 
     return score
 
@@ -283,7 +417,7 @@ def total_variation(kind: str = "l2") -> Objective:
     check(kind in TV_KINDS, f"total_variation: unknown kind {kind!r}; choose one of {', '.join(TV_KINDS)}.")
 
     def score(acts: Activations) -> Tensor:
-        image = acts[INPUT].float()
+        image = _full(acts[INPUT])
         dy = image[..., 1:, :-1] - image[..., :-1, :-1]
         dx = image[..., :-1, 1:] - image[..., :-1, :-1]
         if kind == "l1":

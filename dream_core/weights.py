@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .backbones import Backbone, BackboneSpec, get_spec
-from .errors import WeightsError
+from .backbones import POOLINGS, Backbone, BackboneSpec, get_spec
+from .errors import WeightsError, check
 
 __all__ = ["load_backbone", "read_state_dict", "download_weights", "WEIGHT_EXTENSIONS"]
 
@@ -36,6 +36,7 @@ def load_backbone(
     progress: Progress | None = None,
     channels_last: bool = True,
     fuse_batchnorm: bool = True,
+    pooling: str = "max",
 ) -> Backbone:
     """Build a registered backbone, frozen and in eval mode.
 
@@ -51,15 +52,18 @@ def load_backbone(
         channels_last: store the weights NHWC, the faster layout on CPU and GPU for the same result.
         fuse_batchnorm: fold batch norms into the convolutions before them: the same function, about
             12% less time per GoogLeNet step on CPU (see ``dream_core.bench``).
+        pooling: ``"max"`` as trained, or ``"avg"``: rescaled average pooling, the smoother choice
+            for style transfer with VGG (see :func:`dream_core.backbones.average_pooling`).
     """
     spec = get_spec(name)
+    check(pooling in POOLINGS, f"pooling: unknown {pooling!r}; choose one of {', '.join(POOLINGS)}.")
     layout = torch.channels_last if channels_last else torch.contiguous_format
     if weights == "random":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = spec.build()
             _he_init(model)
-        return Backbone(spec, model, f"random init (seed {seed})", fuse_batchnorm).to(device, layout)
+        return Backbone(spec, model, f"random init (seed {seed})", fuse_batchnorm, pooling).to(device, layout)
     if weights == "torchvision":
         if weights_dir is None:
             raise WeightsError("weights_dir: say where torchvision weights are kept (and downloaded to).")
@@ -69,7 +73,7 @@ def load_backbone(
     with torch.device("meta"):  # no time spent on a random init that the file overwrites
         model = spec.build()
     _assign_state_dict(model, read_state_dict(path), spec, source=str(path))
-    return Backbone(spec, model, str(path), fuse_batchnorm).to(device, layout)
+    return Backbone(spec, model, str(path), fuse_batchnorm, pooling).to(device, layout)
 
 
 def _he_init(model: nn.Module) -> None:

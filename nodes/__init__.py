@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import host
 from .backbone_nodes import LoadBackbone, SelectLayer
 from .dream_nodes import DeepDream, GuidedDream, OctavePyramid
-from .style_nodes import StyleLoss
+from .style_nodes import ContentLoss, StyleLoss, StyleTransfer, TVLoss
 
 NODE_CONFIG = {
     # Loaders
@@ -15,8 +15,12 @@ NODE_CONFIG = {
     "DD_OctavePyramid": {"class": OctavePyramid, "name": "Octave Pyramid"},
     "DD_DeepDream": {"class": DeepDream, "name": "DeepDream"},
     "DD_GuidedDream": {"class": GuidedDream, "name": "Guided Dream"},
+    # Style
+    "DD_StyleTransfer": {"class": StyleTransfer, "name": "Neural Style Transfer"},
     # Objectives
     "DD_StyleLoss": {"class": StyleLoss, "name": "Style Loss"},
+    "DD_ContentLoss": {"class": ContentLoss, "name": "Content Loss"},
+    "DD_TVLoss": {"class": TVLoss, "name": "TV Loss"},
 }
 
 NODE_CLASS_MAPPINGS = {node_id: entry["class"] for node_id, entry in NODE_CONFIG.items()}

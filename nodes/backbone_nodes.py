@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..dream_core import BACKBONES, LOSSES, Backbone, DreamError, LayerTerm, get_spec, load_backbone
+from ..dream_core import BACKBONES, LOSSES, POOLINGS, Backbone, DreamError, LayerTerm, get_spec, load_backbone
 from . import host
 
 DOWNLOAD, RANDOM = "torchvision (download)", "random init"
@@ -24,6 +24,8 @@ class LoadBackbone:
             "optional": {
                 "seed": ("INT", {"default": 0, "min": 0, "max": 2**31 - 1,
                                  "tooltip": "Seed of the random init; ignored for downloaded or file weights."}),
+                "pooling": (list(POOLINGS), {"default": "max", "tooltip": "max: as trained; avg: rescaled "
+                            "average pooling, smoother style transfers (Gatys). For networks with max pooling."}),
             },
         }
 
@@ -36,7 +38,7 @@ class LoadBackbone:
                    "are kept between runs and across workflows: the same backbone and weights are not loaded "
                    "twice (a weights file is reloaded when it changes).")
 
-    def load(self, backbone: str, weights: str, seed: int = 0) -> tuple[Backbone]:
+    def load(self, backbone: str, weights: str, seed: int = 0, pooling: str = "max") -> tuple[Backbone]:
         if weights == RANDOM:
             source, key = "random", (backbone, RANDOM, seed)
         elif weights == DOWNLOAD:  # checksum-verified: the file's content is fixed by its name
@@ -48,9 +50,9 @@ class LoadBackbone:
         def build() -> Backbone:
             with host.gradients():  # weights built here are normal tensors, usable by autograd later
                 return load_backbone(backbone, source, seed=seed, weights_dir=host.weights_dir(),
-                                     progress=host.download_progress())
+                                     progress=host.download_progress(), pooling=pooling)
 
-        return (host.cached_backbone(key, build),)
+        return (host.cached_backbone((*key, pooling), build),)
 
 
 class SelectLayer:
