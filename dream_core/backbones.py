@@ -280,8 +280,9 @@ class ScaledAvgPool2d(nn.AvgPool2d):
     """Average pooling times ``scale``: stands in for a max pooling without shrinking what follows.
 
     The average of a window of ReLU outputs is smaller than its maximum; for VGG's 2x2 windows a
-    factor of 2 (crowsonkb's style-transfer-pytorch) brings the activations after each pooling back
-    to about the magnitude the next layers were trained on (measured in ``tests/test_style.py``).
+    factor of 2 (crowsonkb's style-transfer-pytorch, chosen there with the trained ImageNet weights)
+    brings the activations after each pooling back to about the magnitude the next layers were
+    trained on. Not re-measured here: no trained VGG weights can be downloaded on our test machines.
     """
 
     def __init__(self, pool: nn.MaxPool2d, scale: float = 2.0) -> None:

@@ -1,4 +1,4 @@
-"""``python -m dream_core``: the same dreams as the nodes, on image files."""
+"""``python -m dream_core``: the same dreams and style transfers as the nodes, on image files."""
 
 from __future__ import annotations
 
@@ -6,12 +6,16 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from . import (BACKBONES, DETAIL_MODES, GRAD_NORMS, PRECISIONS, DreamCancelled, DreamError, Objective, deepdream,
-               get_spec, layer_objective, load_backbone, load_image, resize_longer_side, save_image)
+from . import (BACKBONES, DETAIL_MODES, GRAD_NORMS, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, STATISTICS, TV_KINDS,
+               Backbone, DreamCancelled, DreamError, LayerTerm, Objective, deepdream, gatys_layers, get_spec,
+               layer_objective, load_backbone, load_image, resize_longer_side, save_image, style_objective, stylize)
+from .loop import ProgressFn
 
 DEFAULT_WEIGHTS_DIR = Path(os.environ.get("DEEPDREAM_WEIGHTS", Path.home() / ".cache" / "deepdream-nodes"))
 
@@ -37,6 +41,23 @@ def parse_layer(text: str, loss: str, crop: int) -> Objective:
         raise DreamError(f"--layers: cannot read {text!r}; write NAME, NAME:WEIGHT or NAME@CHANNEL:WEIGHT.") from None
 
 
+def _add_shared(command: argparse.ArgumentParser, backbone: str) -> None:
+    """The options every command has: the network, its weights, the size, seed, precision and device."""
+    command.add_argument("-o", "--output", type=Path, help="where to write the result (default: next to the input)")
+    command.add_argument("--backbone", default=backbone, choices=list(BACKBONES), help=f"network (default {backbone})")
+    command.add_argument("--weights", default="torchvision",
+                         help="'torchvision' (pretrained, downloaded once), 'random' (seeded init) or a file path")
+    command.add_argument("--weights-dir", type=Path, default=DEFAULT_WEIGHTS_DIR,
+                         help=f"where torchvision weights are kept (default {DEFAULT_WEIGHTS_DIR}; env DEEPDREAM_WEIGHTS)")
+    command.add_argument("--size", type=int, default=0, help="resize so the longer side is SIZE px first (0 = keep)")
+    command.add_argument("--mask", type=Path, help="greyscale image: white = may change, black = keep")
+    command.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
+                         help="network precision: bf16/fp16 are faster on GPUs (and CPUs with native bf16), "
+                              "with a slightly different picture")
+    command.add_argument("--seed", type=int, default=0, help="seed of the jitter or noise, and of random weights")
+    command.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="compute device")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dream_core", description=__doc__, epilog=_catalogue(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,18 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="DeepDream an image: gradient ascent of a layer objective over an octave pyramid.")
     dream.add_argument("input", type=Path, help="image file to dream")
-    dream.add_argument("-o", "--output", type=Path, help="where to write the dream (default: INPUT_dream.png)")
-    dream.add_argument("--backbone", default="googlenet", choices=list(BACKBONES), help="network (default googlenet)")
+    _add_shared(dream, "googlenet")
     dream.add_argument("--layers", nargs="+", metavar="NAME[@CH][:W]",
                        help="layers to amplify with weights, e.g. inception4c:1.0 inception4d@97:0.5 "
                             "(default: the backbone's default layer)")
     dream.add_argument("--loss", default="l2", choices=["l2", "mean"], help="layer loss (default l2)")
     dream.add_argument("--crop", type=int, default=0, help="activation pixels ignored at each border (Keras: 2)")
-    dream.add_argument("--weights", default="torchvision",
-                       help="'torchvision' (pretrained, downloaded once), 'random' (seeded init) or a file path")
-    dream.add_argument("--weights-dir", type=Path, default=DEFAULT_WEIGHTS_DIR,
-                       help=f"where torchvision weights are kept (default {DEFAULT_WEIGHTS_DIR}; env DEEPDREAM_WEIGHTS)")
-    dream.add_argument("--size", type=int, default=0, help="resize so the longer side is SIZE px first (0 = keep)")
     dream.add_argument("--steps", type=int, default=10, help="steps per octave (default 10)")
     dream.add_argument("--step-size", type=float, default=0.01, help="pixel change per step, 0..1 units (default 0.01)")
     dream.add_argument("--jitter", type=int, default=32, help="largest random roll in pixels (default 32)")
@@ -67,15 +82,36 @@ def build_parser() -> argparse.ArgumentParser:
     dream.add_argument("--blend", type=float, default=0.6, help="blend weight for --detail blend (default 0.6)")
     dream.add_argument("--grad-norm", default="mean_abs", choices=GRAD_NORMS, help="gradient normalisation")
     dream.add_argument("--smoothing", type=float, default=0.0, help="gradient blur sigma at the smallest octave")
-    dream.add_argument("--mask", type=Path, help="greyscale image: white = dream, black = keep")
     dream.add_argument("--max-loss", type=float, help="stop an octave once the objective exceeds this")
     dream.add_argument("--tile-size", type=int, default=512,
                        help="octaves above 1024 px are dreamed in tiles of this size, bounding memory (0 = never)")
-    dream.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
-                       help="network precision: bf16/fp16 are faster on GPUs (and CPUs with native bf16), "
-                            "with a slightly different picture")
-    dream.add_argument("--seed", type=int, default=0, help="seed of the jitter and of random weights")
-    dream.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="compute device")
+
+    style = commands.add_parser(
+        "style", help="paint an image file in the style of others", epilog=_catalogue(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Neural style transfer (Gatys et al.): optimise the content picture towards the styles' "
+                    "feature statistics while keeping its own features at the content layer.")
+    style.add_argument("content", type=Path, help="image file to repaint")
+    style.add_argument("styles", type=Path, nargs="+", help="style image file(s)")
+    _add_shared(style, "vgg19")
+    style.add_argument("--style-weights", type=float, nargs="+", metavar="W",
+                       help="blend weight of each style (default: equal)")
+    style.add_argument("--style-layers", nargs="+", metavar="NAME[:W]",
+                       help="style layers with weights (default: relu1_1 .. relu5_1 on VGG)")
+    style.add_argument("--style-scale", type=float, default=1.0, help="style size relative to the image (default 1)")
+    style.add_argument("--statistic", default="gram", choices=list(STATISTICS), help="style statistic (default gram)")
+    style.add_argument("--content-layer", help="content layer (default relu4_2 on VGG)")
+    style.add_argument("--content-weight", type=float, default=1.0, help="content strength (default 1)")
+    style.add_argument("--tv-weight", type=float, default=1.0, help="total-variation strength (default 1)")
+    style.add_argument("--tv", default="l2", choices=list(TV_KINDS), help="total-variation kind (default l2)")
+    style.add_argument("--steps", type=int, default=100, help="iterations per scale (default 100)")
+    style.add_argument("--optimizer", default="lbfgs", choices=list(OPTIMIZERS), help="optimizer (default lbfgs)")
+    style.add_argument("--learning-rate", type=float, default=0.02, help="Adam's step in 0..1 pixel units")
+    style.add_argument("--ema", type=float, default=0.0, help="Adam: average the iterates with this decay (0 = off)")
+    style.add_argument("--scales", type=int, default=1, help="coarse-to-fine scales, 1.41x apart (0 = from 128 px)")
+    style.add_argument("--init", default="content", help="'content', 'noise' or an image file to start from")
+    style.add_argument("--original-colors", action="store_true", help="keep the content's colours")
+    style.add_argument("--pooling", default="max", choices=list(POOLINGS), help="max or avg pooling (VGG)")
     return parser
 
 
@@ -89,42 +125,89 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run_dream(args: argparse.Namespace) -> Path:
+def _backbone(args: argparse.Namespace, **options) -> Backbone:
     from tqdm import tqdm
 
-    spec = get_spec(args.backbone)
-    image = load_image(args.input)
-    if args.size:
-        image = resize_longer_side(image, args.size)
-    mask = None if args.mask is None else load_image(args.mask).mean(1)
-    objective = Objective.sum(parse_layer(text, args.loss, args.crop) for text in (args.layers or [spec.default_layer]))
-    device = pick_device(args.device)
     with tqdm(unit="B", unit_scale=True, desc="weights", disable=args.weights != "torchvision", leave=False) as bar:
         def downloaded(done: int, total: int) -> None:
             bar.total = total or None
             bar.update(done - bar.n)
 
-        backbone = load_backbone(args.backbone, args.weights, seed=args.seed, weights_dir=args.weights_dir,
-                                 device=device, progress=downloaded)
-    with tqdm(total=1, desc=f"dreaming {args.input.name}", unit="step") as bar:
-        def advance(step: int, total: int, _preview: torch.Tensor) -> None:
+        return load_backbone(args.backbone, args.weights, seed=args.seed, weights_dir=args.weights_dir,
+                             device=pick_device(args.device), progress=downloaded, **options)
+
+
+def _read(path: Path, size: int) -> torch.Tensor:
+    image = load_image(path)
+    return resize_longer_side(image, size) if size else image
+
+
+@contextmanager
+def _progress_bar(description: str) -> Iterator[ProgressFn]:
+    from tqdm import tqdm
+
+    with tqdm(total=1, desc=description, unit="step") as bar:
+        def advance(step: int, total: int, _preview: torch.Tensor | None) -> None:
             bar.total = total
             bar.update(step - bar.n)
 
+        yield advance
+
+
+def _mask(args: argparse.Namespace) -> torch.Tensor | None:
+    return None if args.mask is None else load_image(args.mask).mean(1)
+
+
+def run_dream(args: argparse.Namespace) -> Path:
+    spec = get_spec(args.backbone)
+    image = _read(args.input, args.size)
+    objective = Objective.sum(parse_layer(text, args.loss, args.crop) for text in (args.layers or [spec.default_layer]))
+    backbone = _backbone(args)
+    with _progress_bar(f"dreaming {args.input.name}") as advance:
         dream = deepdream(image, backbone, objective, steps=args.steps, step_size=args.step_size,
                           jitter=args.jitter, octaves=args.octaves, octave_scale=args.octave_scale,
                           detail=args.detail, blend=args.blend, grad_norm=args.grad_norm,
-                          smoothing=args.smoothing, mask=mask, max_loss=args.max_loss, seed=args.seed,
+                          smoothing=args.smoothing, mask=_mask(args), max_loss=args.max_loss, seed=args.seed,
                           tile_size=args.tile_size, precision=args.precision, progress=advance)
-    output = args.output or args.input.with_name(f"{args.input.stem}_dream.png")
-    return save_image(dream, output)
+    return save_image(dream, args.output or args.input.with_name(f"{args.input.stem}_dream.png"))
+
+
+def parse_style_layer(text: str) -> LayerTerm:
+    """``NAME[:WEIGHT]`` -> a style layer term."""
+    name, _, weight = text.partition(":")
+    try:
+        return LayerTerm(name, float(weight) if weight else 1.0)
+    except ValueError:
+        raise DreamError(f"--style-layers: cannot read {text!r}; write NAME or NAME:WEIGHT.") from None
+
+
+def run_style(args: argparse.Namespace) -> Path:
+    weights = args.style_weights or [1.0] * len(args.styles)
+    if len(weights) != len(args.styles):
+        raise DreamError(f"--style-weights: {len(weights)} weights for {len(args.styles)} styles; give one per style.")
+    content = _read(args.content, args.size)
+    init = args.init if args.init in INITS else load_image(Path(args.init))
+    backbone = _backbone(args, pooling=args.pooling)
+    content_layer, default_style_layers = gatys_layers(backbone)
+    terms = [parse_style_layer(text) for text in args.style_layers] if args.style_layers else \
+        [LayerTerm(layer) for layer in default_style_layers]
+    style = Objective.sum(
+        style_objective(backbone, load_image(path), terms, weight / sum(weights), statistic=args.statistic,
+                        scale=args.style_scale) for path, weight in zip(args.styles, weights))
+    with _progress_bar(f"styling {args.content.name}") as advance:
+        result = stylize(content, backbone, style, content_weight=args.content_weight,
+                         content_layer=args.content_layer or content_layer, tv_weight=args.tv_weight, tv=args.tv,
+                         steps=args.steps, optimizer=args.optimizer, learning_rate=args.learning_rate,
+                         scales=args.scales, init=init, seed=args.seed, original_colors=args.original_colors,
+                         ema=args.ema, mask=_mask(args), precision=args.precision, progress=advance)
+    return save_image(result, args.output or args.content.with_name(f"{args.content.stem}_style.png"))
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
-        output = run_dream(args)
+        output = run_style(args) if args.command == "style" else run_dream(args)
     except (DreamError, DreamCancelled) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

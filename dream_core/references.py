@@ -18,7 +18,7 @@ from torch import Tensor
 from .backbones import Backbone
 from .errors import DreamError, check
 from .images import check_image
-from .objectives import LayerTerm, Objective, content, guide, style_match, style_statistic
+from .objectives import STATISTICS, LayerTerm, Objective, content, guide, style_match, style_statistic
 from .pyramid import resize, resize_longer_side
 
 __all__ = ["reference_activations", "guided_objective", "style_objective", "content_objective"]
@@ -84,6 +84,7 @@ def style_objective(backbone: Backbone, style_image: Tensor, terms: Sequence[Lay
     layers = [backbone.resolve(term.layer) for term in terms]
     check(all(term.weight >= 0 for term in terms), "style layers: weights must be 0 or more.")
     check(scale is None or scale > 0, f"style_scale: must be above 0, got {scale}.")
+    check(statistic in STATISTICS, f"statistic: unknown {statistic!r}; choose one of {', '.join(STATISTICS)}.")
     picture = check_image(style_image, "style_image")[:1]
     if mask is not None:
         check(mask.ndim in (3, 4), f"mask: expected (B, H, W) or (B, 1, H, W), got {tuple(mask.shape)}.")

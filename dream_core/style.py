@@ -153,7 +153,10 @@ def stylize(
             base = resize(item, size)
             pixels = resize(picture, size).clone()
             level_region = None if region is None else resize(region, size)
-            render = (lambda: pixels) if region is None else (lambda: torch.lerp(base, pixels, level_region))
+            if region is None:
+                render = lambda: pixels.clamp(0.0, 1.0)  # noqa: E731 - what is optimised is what is returned
+            else:
+                render = lambda: torch.lerp(base, pixels.clamp(0.0, 1.0), level_region)  # noqa: E731
             at_size = objective.at(size, index)
             picture = optimize([pixels], render, backbone.extractor(at_size.layers), at_size, steps=steps,
                                optimizer=optimizer, lr=learning_rate, generator=generator, autocast=autocast,

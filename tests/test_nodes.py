@@ -7,7 +7,7 @@ import types
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, import_pack
 
 WIDGETS = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 
@@ -37,8 +37,7 @@ def test_ids_and_display_names(pack):
     assert pack.NODE_DISPLAY_NAME_MAPPINGS["DD_SelectLayer"] == "Select Dream Layer"
 
 
-@pytest.mark.parametrize("node_id", ["DD_LoadBackbone", "DD_SelectLayer", "DD_OctavePyramid", "DD_DeepDream",
-                                     "DD_GuidedDream", "DD_StyleLoss"])
+@pytest.mark.parametrize("node_id", sorted(import_pack().NODE_CLASS_MAPPINGS))
 def test_declared_inputs_match_the_function_signature(pack, node_id):
     cls = pack.NODE_CLASS_MAPPINGS[node_id]
     spec = cls.INPUT_TYPES()
@@ -54,8 +53,7 @@ def test_declared_inputs_match_the_function_signature(pack, node_id):
     assert cls.CATEGORY.startswith("DeepDream") and len(cls.DESCRIPTION) > 30
 
 
-@pytest.mark.parametrize("node_id", ["DD_LoadBackbone", "DD_SelectLayer", "DD_OctavePyramid", "DD_DeepDream",
-                                     "DD_GuidedDream", "DD_StyleLoss"])
+@pytest.mark.parametrize("node_id", sorted(import_pack().NODE_CLASS_MAPPINGS))
 def test_every_input_has_a_tooltip_and_sane_bounds(pack, node_id):
     spec = pack.NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()
     for section in spec.values():
@@ -402,3 +400,94 @@ def test_loaded_backbones_outlive_the_node_and_the_cache_keeps_two(pack, monkeyp
     Loader().load("alexnet", "random init", 2)  # a third backbone: the least recently used is released
     assert len(host._backbones) == host.CACHED_BACKBONES == 2
     assert Loader().load("alexnet", "random init", 1)[0] is not first
+
+
+# --- style nodes ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def style_graph(nodes_run):
+    """A Style Loss on the nodes_run backbone, built under inference mode as the host runs it."""
+    mapping, backbone, layers, _ = nodes_run
+    with torch.inference_mode():
+        style, = mapping["DD_StyleLoss"]().build(_image(1, 48, 48), backbone, layers, 1.0)
+    return mapping, backbone, style
+
+
+def _transfer(mapping, backbone, style, image, **options):
+    settings = dict(content_weight=0.1, content_layer="auto", tv_weight=1.0, steps=8, optimizer="lbfgs",
+                    learning_rate=0.02, init="content", seed=0, original_colors=False, scales=1)
+    with torch.inference_mode():
+        return mapping["DD_StyleTransfer"]().transfer(image, backbone, style, **{**settings, **options})[0]
+
+
+@pytest.mark.parametrize("options", [{}, {"optimizer": "adam", "ema": 0.5, "scales": 2, "original_colors": True},
+                                     {"init": "noise", "content_layer": "inception3b"}])
+def test_style_transfer_node_under_inference_mode(style_graph, options):
+    mapping, backbone, style = style_graph
+    image = _image()
+    _assert_dreamed(_transfer(mapping, backbone, style, image, **options), image)
+
+
+def test_style_transfer_node_mask_and_init_image(style_graph, pack):
+    mapping, backbone, style = style_graph
+    image, mask = _image(), torch.zeros(1, 64, 72)
+    mask[..., 36:] = 1
+    out = _transfer(mapping, backbone, style, image, mask=mask)
+    assert torch.allclose(out[:, :, :30], image[:, :, :30], atol=1e-6)
+    start = _image(1, 32, 36)
+    out = _transfer(mapping, backbone, style, image, steps=0, init="image", init_image=start)
+    assert torch.allclose(out[1], torch.nn.functional.interpolate(
+        start.movedim(-1, 1), size=(64, 72), mode="bilinear", antialias=True).movedim(1, -1)[0].clamp(0, 1), atol=1e-5)
+    with pytest.raises(pack.dream_core.DreamError, match="init_image"):
+        _transfer(mapping, backbone, style, image, init="image")
+
+
+def test_style_transfer_node_progress_and_cancel(style_graph, fake_host):
+    mapping, backbone, style = style_graph
+    _transfer(mapping, backbone, style, _image(), steps=5, optimizer="adam")
+    assert fake_host.updates[0] == ("new", 100)
+    assert [u[0] for u in fake_host.updates[1:]] == list(range(10, 101, 10))  # 2 items x 5 steps in percent
+    assert [u[0] for u in fake_host.updates[1:] if u[2] is not None] == [50, 100]
+    fake_host.updates.clear()
+    fake_host.interrupt_after, fake_host.checks = 3, 0
+    with pytest.raises(InterruptedError):
+        _transfer(mapping, backbone, style, _image(), steps=5)  # L-BFGS: cancel asked inside its closure
+    assert fake_host.checks == 4 and [u[0] for u in fake_host.updates[1:]] == [10, 20, 30]
+
+
+def test_style_transfer_asks_the_host_for_its_optimizer_state(style_graph, gpu_host):
+    mapping, backbone, style = style_graph
+    image = _image(1)
+    _transfer(mapping, backbone, style, image, steps=0, optimizer="lbfgs")
+    _transfer(mapping, backbone, style, image, steps=0, optimizer="adam")
+    (_, lbfgs, _), (_, adam, _) = gpu_host.loads
+    assert lbfgs - adam == (2 * 100 - 3) * 3 * 4 * 64 * 72  # L-BFGS remembers 100 steps of two images
+
+
+def test_content_and_tv_loss_nodes_work_in_a_dream(nodes_run):
+    """Catches a Content Loss that does not hold the dream to the content, or a TV Loss with the wrong sign."""
+    mapping, backbone, layers, octaves = nodes_run
+    image = _image()
+    with torch.inference_mode():
+        free, = mapping["DD_DeepDream"]().dream(image, backbone, layers, 4, 0.02, 0, 0, octaves)
+        held, = mapping["DD_ContentLoss"]().build(image, backbone, "inception3a", 500.0)
+        kept, = mapping["DD_DeepDream"]().dream(image, backbone, layers, 4, 0.02, 0, 0, octaves, objective=held)
+        smooth, = mapping["DD_TVLoss"]().build("l2", 1000.0)
+        smoothed, = mapping["DD_DeepDream"]().dream(image, backbone, layers, 4, 0.02, 0, 0, octaves, objective=smooth)
+    tv = lambda picture: __import__("dream_core").total_variation()({"input": picture.movedim(-1, 1)}).sum()
+    assert (kept - image).abs().mean() < (free - image).abs().mean()
+    assert tv(smoothed) < tv(free)
+    assert held.description.startswith("500 * content(inception3a)") and "total_variation(l2)" in smooth.description
+
+
+def test_style_loss_node_options_reach_the_objective(style_graph, nodes_run):
+    mapping, backbone, _ = style_graph
+    _, _, layers, _ = nodes_run
+    mask = torch.ones(1, 10, 10)
+    with torch.inference_mode():
+        style, = mapping["DD_StyleLoss"]().build(_image(1, 48, 48), backbone, layers, 1.0, style_scale=0.5,
+                                                 statistic="mean_cov", mask=mask)
+    assert "mean_cov, scale 0.5, masked" in style.description
+    picture = _image(1).movedim(-1, 1)
+    assert style.at((64, 72)).__call__(backbone.extractor(style.layers)(picture)).item() < 0
