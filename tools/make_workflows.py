@@ -114,6 +114,17 @@ WORKFLOWS = {
         (9, "DD_DeepDream", {"image": (1, 0), "backbone": (3, 0), "layers": (4, 0), "objective": (8, 0), **DREAM}),
         (10, "SaveImage", {"images": (9, 0), "filename_prefix": "dream_with_style"}),
     ],
+    "style_transfer": [
+        (1, "LoadImage", {"image": IMAGE_IN, "upload": "image"}),
+        (2, "LoadImage", {"image": GUIDE_IN, "upload": "image"}),
+        (3, "DD_LoadBackbone", {"backbone": "vgg19", "weights": DOWNLOAD, "seed": 0, "pooling": "avg"}),
+        *[(4 + i, "DD_SelectLayer", {"backbone": (3, 0), **({"layers": (3 + i, 0)} if i else {}),
+                                     "layer": f"relu{i + 1}_1", "weight": 1.0, "channel": -1, "loss": "l2"})
+          for i in range(5)],
+        (9, "DD_StyleLoss", {"style_image": (2, 0), "backbone": (3, 0), "layers": (8, 0), "weight": 1.0}),
+        (10, "DD_StyleTransfer", {"content_image": (1, 0), "backbone": (3, 0), "style": (9, 0)}),
+        (11, "SaveImage", {"images": (10, 0), "filename_prefix": "style_transfer"}),
+    ],
 }
 
 
