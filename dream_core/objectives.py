@@ -281,14 +281,32 @@ class _MaskAt:
         return self._sizes[key]
 
 
-def _weighted(activation: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-    """Features :math:`(B, C, N)`, position weights :math:`(B \text{ or } 1, 1, N)` and their sum :math:`(B \text{ or } 1, 1, 1)`."""
-    features = _full(activation).flatten(2)
+def _positions(activation: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor | float]:
+    """Features as :math:`(B, N, C)` positions x channels, position weights :math:`(B \text{ or } 1, N, 1)`
+    (None without a mask) and their total.
+
+    For channels_last activations (the backbones' default layout) the features are a view, not a copy.
+    """
+    features = _full(activation).movedim(1, -1).flatten(1, 2)
     if mask is None:
-        weights = features.new_ones(1, 1, features.shape[2])
-    else:
-        weights = mask.flatten(2)
-    return features, weights, weights.sum(2, keepdim=True).clamp_min(1e-8)
+        return features, None, features.shape[1]
+    weights = mask.movedim(1, -1).flatten(1, 2)
+    return features, weights, weights.sum(1, keepdim=True).clamp_min(1e-8)
+
+
+class _SelfProduct(torch.autograd.Function):
+    """``X^T X`` for ``X`` :math:`(B, N, C)`, whose backward is one matmul, ``X (G + G^T)``, where
+    autograd would take two (one per operand) and add their position-sized results."""
+
+    @staticmethod
+    def forward(ctx, features: Tensor) -> Tensor:
+        ctx.save_for_backward(features)
+        return features.mT @ features
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        features, = ctx.saved_tensors
+        return features @ (grad + grad.mT)
 
 
 def gram_matrix(activation: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -298,20 +316,24 @@ def gram_matrix(activation: Tensor, mask: Tensor | None = None) -> Tensor:
     With a ``mask`` :math:`(B \text{ or } 1, 1, H, W)` of position weights, the Gram of the masked
     positions only: ``F diag(m) F^T / (C * sum(m))`` (a regional style).
     """
-    features, weights, total = _weighted(activation, mask)
+    features, weights, total = _positions(activation, mask)
     with torch.autocast(features.device.type, enabled=False):
-        return (features * weights) @ features.transpose(1, 2) / (features.shape[1] * total)
+        product = _SelfProduct.apply(features) if weights is None else (features * weights).mT @ features
+        return product / (features.shape[2] * total)
 
 
 def mean_covariance(activation: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Per-channel mean :math:`(B, C)` and covariance :math:`(B, C, C)` of :math:`(B, C, H, W)` over
     the positions (weighted by ``mask`` :math:`(B \text{ or } 1, 1, H, W)` if given): the Gaussian whose
     Wasserstein-2 distance :func:`style_match` measures with ``statistic="mean_cov"``."""
-    features, weights, total = _weighted(activation, mask)
+    features, weights, total = _positions(activation, mask)
     with torch.autocast(features.device.type, enabled=False):
-        mean = (features * weights).sum(2, keepdim=True) / total
+        if weights is None:
+            mean = features.mean(1, keepdim=True)
+            return mean.squeeze(1), _SelfProduct.apply(features - mean) / total
+        mean = (features * weights).sum(1, keepdim=True) / total
         centred = features - mean
-        return mean.squeeze(2), (centred * weights) @ centred.transpose(1, 2) / total
+        return mean.squeeze(1), (centred * weights).mT @ centred / total
 
 
 STATISTICS = ("gram", "mean_cov")
@@ -383,6 +405,7 @@ def content(layer: str, target: Tensor) -> Callable[[Activations], Tensor]:
         target: the content image's activation at ``layer``, :math:`(B \text{ or } 1, C, H, W)`.
     """
     wanted = _OnDevice(target.detach())
+    scale = _full(target.detach()).square().mean().clamp_min(1e-30)
 
     def score(acts: Activations) -> Tensor:
         activation = _full(acts[layer])
@@ -390,7 +413,7 @@ def content(layer: str, target: Tensor) -> Callable[[Activations], Tensor]:
         if goal.shape[1:] != activation.shape[1:]:
             raise DreamError(f"content: the target at {layer} is {tuple(goal.shape[1:])}, the image's "
                              f"{tuple(activation.shape[1:])}; content needs the whole image at once (set tile_size 0).")
-        return -(activation - goal).square().flatten(1).mean(1) / goal.square().mean().clamp_min(1e-30)
+        return -(activation - goal).square().mean((1, 2, 3)) / scale.to(activation.device)
 
     return score
 

@@ -137,11 +137,11 @@ class StyleTransfer:
                              "pooling gives smoother results."}),
                 "style": ("DD_OBJECTIVE", {"tooltip": "From Style Loss nodes (chain several to blend styles or "
                           "give each a region); Content and TV Loss nodes may be chained in too."}),
-                "content_weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1000.0, "step": 0.05, "tooltip":
+                "content_weight": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 1000.0, "step": 0.05, "tooltip":
                                    "How closely the layout of the content is kept; 0 = texture synthesis."}),
                 "content_layer": ([AUTO, *ALL_LAYERS], {"default": AUTO, "tooltip": "Where the content is "
                                   "compared; auto = relu4_2 on VGG."}),
-                "tv_weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1000.0, "step": 0.1,
+                "tv_weight": ("FLOAT", {"default": 10.0, "min": 0.0, "max": 1000.0, "step": 0.5,
                                         "tooltip": "Smoothing penalty against pixel noise; 0 = off."}),
                 "steps": ("INT", {"default": 100, "min": 0, "max": 5000, "tooltip": "Iterations per scale "
                           "(L-BFGS: function evaluations)."}),

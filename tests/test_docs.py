@@ -42,3 +42,48 @@ def test_readme_python_blocks_run_as_written(index, tmp_path, monkeypatch):
         (tmp_path / path).symlink_to(ROOT / path)
     monkeypatch.chdir(tmp_path)  # outputs land here
     exec(compile(block, f"README.md python block {index}", "exec"), {})
+
+
+def _cli_commands(text):
+    """Every ``python -m dream_core dream|style ...`` line of the README's bash blocks (not synopses)."""
+    lines = [line for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S) for line in block.splitlines()]
+    return [line.split("python -m dream_core ", 1)[1] for line in lines
+            if "python -m dream_core " in line and "[" not in line and "python -m dream_core.bench" not in line]
+
+
+README_COMMANDS = _cli_commands((ROOT / "README.md").read_text())
+
+
+def test_the_readme_shows_dream_and_style_commands():
+    assert any(c.startswith("dream ") for c in README_COMMANDS) and any(c.startswith("style ") for c in README_COMMANDS)
+
+
+@pytest.mark.parametrize("command", README_COMMANDS)
+def test_readme_commands_run_as_written_at_a_small_size(command, tmp_path, monkeypatch):
+    """Each README command, with its variables and missing files replaced by the bundled example, random
+    weights and one step (at 96 px unless it sets its own size): what it asks for exists and fits together."""
+    import shlex
+
+    from dream_core.cli import main
+
+    monkeypatch.chdir(ROOT)
+    words = shlex.split(command.split("&&")[0])
+    small = {"--weights": "random", "--steps": "1", **({} if "--size" in words else {"--size": "96"})}
+    argv, skip = [], False
+    for index, word in enumerate(words):
+        if skip:
+            skip = False
+            continue
+        if word in small:
+            skip = True
+            continue
+        if word == "-o":
+            argv += ["-o", str(tmp_path / words[index + 1])]
+            skip = True
+            continue
+        if word.startswith("$") or (word.endswith((".png", ".jpg")) and not (ROOT / word).exists()):
+            word = "assets/example.jpg"
+        argv.append(word)
+    argv += [item for pair in small.items() for item in pair]
+    assert main(argv) == 0, argv
+    assert list(tmp_path.iterdir()), "nothing was written"

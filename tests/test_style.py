@@ -50,7 +50,8 @@ def style_loss(vgg, style, picture):
 
 
 def test_each_new_term_passes_gradcheck():
-    """Catches a wrong hand-written formula that autograd would still differentiate (e.g. a detach)."""
+    """Catches a wrong hand-written formula or backward (the Gram's one-matmul backward without its
+    ``+ G^T``, a detach)."""
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(2, 4, 5, 6, generator=generator, dtype=torch.float64, requires_grad=True)
     other = torch.rand(1, 4, 5, 6, generator=generator, dtype=torch.float64)
@@ -64,6 +65,7 @@ def test_each_new_term_passes_gradcheck():
     }
     for name, term in terms.items():
         assert torch.autograd.gradcheck(lambda t: term({"a": t}), (x,)), name
+    assert torch.autograd.gradcheck(lambda t: dc.gram_matrix(t).square().sum() + dc.mean_covariance(t)[1].sum(), (x,))
     image = torch.rand(2, 3, 6, 7, generator=generator, dtype=torch.float64, requires_grad=True)
     for kind in dc.TV_KINDS:
         assert torch.autograd.gradcheck(lambda t: dc.total_variation(kind)({"input": t}), (image,)), kind

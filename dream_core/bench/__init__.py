@@ -18,6 +18,11 @@ Sizes above 1024 px (``--sizes 2048 4096``) time only our tiled step (512 px til
 Times are medians of ``--repeats`` runs after a warm-up. Without ``--quick`` it also times full
 default dreams (4 octaves, 10 steps, 512 px) on googlenet and vgg16, after a warm-up dream, three
 times each (median and spread), against the naive dream and against the sum of its floors.
+
+Style transfer (``--style`` for these rows only): one iteration of :func:`~dream_core.optimize` on
+vgg19 at 512 px with Gatys' layers (style relu1_1 .. relu5_1, content relu4_2, TV), for Adam and
+L-BFGS with Gram statistics and Adam with mean+covariance, against the floor to relu5_1 on the
+same network: ``ratio_floor = iteration_ms / floor_ms``.
 """
 
 from __future__ import annotations
@@ -40,8 +45,11 @@ import torch
 from ..ascent import ascent_step, random_shift
 from ..backbones import Backbone
 from ..dream import deepdream
-from ..objectives import l2
+from ..loop import optimize
+from ..objectives import LayerTerm, l2, total_variation
 from ..pyramid import octave_sizes
+from ..references import content_objective, style_objective
+from ..style import gatys_layers
 from ..weights import load_backbone
 from .naive import NaiveDreamer
 
@@ -178,6 +186,41 @@ def measure_dream(name: str, layer: str, size: int, device: torch.device, memory
     return row
 
 
+STYLE_STEPS = 3  # iterations per timed call: one iteration is seconds on a CPU
+
+
+def measure_style(size: int, device: torch.device, repeats: int) -> list[dict]:
+    """One style-transfer iteration per optimizer and statistic on vgg19, against the floor to the deepest layer."""
+    backbone = _build("vgg19", device, True)
+    generator = torch.Generator().manual_seed(0)
+    content, style_image = (torch.rand(1, 3, size, size, generator=generator).to(device) for _ in range(2))
+    content_layer, style_layers = gatys_layers(backbone)
+    deepest = max([content_layer, *style_layers], key=list(backbone.spec.layers).index)
+    works = {"floor_ms": lambda: floor_pass(backbone, deepest, content)}
+    evaluations: dict[str, int] = {}
+    for optimizer, statistic in [("adam", "gram"), ("lbfgs", "gram"), ("adam", "mean_cov")]:
+        variant = f"{optimizer}/{statistic}"
+        objective = (style_objective(backbone, style_image, [LayerTerm(layer) for layer in style_layers],
+                                     statistic=statistic)
+                     + 0.1 * content_objective(backbone, content, content_layer)
+                     - 10 * total_variation()).at((size, size))
+        extractor = backbone.extractor(objective.layers)
+
+        def iterations(objective=objective, extractor=extractor, optimizer=optimizer, variant=variant) -> None:
+            pixels, calls = content.clone(), []
+            optimize([pixels], lambda: pixels.clamp(0, 1), extractor, objective, steps=STYLE_STEPS,
+                     optimizer=optimizer, lr=0.02, progress=lambda *_: calls.append(1))
+            evaluations[variant] = len(calls)  # L-BFGS may end its last line search past `steps`
+
+        works[variant] = iterations
+    timings = median_ms(works, device, repeats)
+    floor = timings.pop("floor_ms")
+    return [{"case": f"style/vgg19/{variant}", "kind": "style", "size": size, "device": str(device),
+             "floor_ms": floor, "evaluations": evaluations[variant], "iteration_ms": total / evaluations[variant],
+             "ratio_floor": total / evaluations[variant] / floor, "deepest": deepest}
+            for variant, total in timings.items()]
+
+
 def probe_memory(mode: str, name: str, layer: str, size: int, device: torch.device) -> float:
     """Peak memory (MB) of one ``mode`` run above the loaded model, in a fresh Python process."""
     command = [sys.executable, "-m", "dream_core.bench", "--probe", mode, name, layer, str(size), str(device)]
@@ -239,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    parser.add_argument("--style", action="store_true", help="only the style-transfer rows (vgg19, 512 px)")
     parser.add_argument("--probe", nargs=5, metavar=("MODE", "BACKBONE", "LAYER", "SIZE", "DEVICE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -247,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         print(_probe(mode, name, layer, int(size), torch.device(device)))
         return 0
     device = torch.device(args.device)
+    if args.style:
+        return _print_style(measure_style(512, device, args.repeats), args.json)
     sizes = args.sizes or ([224] if args.quick else [224, 512])
     cases = [(n, l) for n, l in CASES if not args.backbones or n in args.backbones]
     rows = []
@@ -269,4 +315,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"({_spread(row['naive_dream_ms_spread'])}) = "
                   f"{row['speedup_vs_naive']:.2f}x slower than ours; peak memory {row['peak_mem_mb']} MB "
                   f"(floor pass {row['floor_peak_mem_mb']} MB)", flush=True)
+        _print_style(measure_style(512, device, args.repeats), args.json)
+    return 0
+
+
+def _print_style(rows: list[dict], as_json: bool) -> int:
+    for row in rows:
+        print(json.dumps(row) if as_json else
+              f"style transfer {row['case'].removeprefix('style/')} {row['size']} px: one iteration (forward and "
+              f"backward, of {row['evaluations']} timed) "
+              f"{row['iteration_ms']:.0f} ms = {row['ratio_floor']:.2f}x the floor to {row['deepest']} "
+              f"({row['floor_ms']:.0f} ms)", flush=True)
     return 0
