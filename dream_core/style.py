@@ -10,6 +10,7 @@ style-transfer-pytorch), ``original_colors`` and init from content, noise or an 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -24,7 +25,7 @@ from .objectives import TV_KINDS, Objective, total_variation
 from .pyramid import octave_sizes, resize
 from .references import content_objective
 
-__all__ = ["stylize", "stylize_memory", "gatys_layers", "scale_sizes", "INITS", "SMALLEST_SCALE"]
+__all__ = ["INITS", "SMALLEST_SCALE", "gatys_layers", "scale_sizes", "stylize", "stylize_memory"]
 
 INITS = ("content", "noise")
 SMALLEST_SCALE = 128
@@ -154,11 +155,7 @@ def stylize(
         for level, size in enumerate(sizes):
             base = resize(item, size)
             pixels = resize(picture, size).clone()
-            level_region = None if region is None else resize(region, size)
-            if region is None:
-                render = lambda: pixels.clamp(0.0, 1.0)  # noqa: E731 - what is optimised is what is returned
-            else:
-                render = lambda: torch.lerp(base, pixels.clamp(0.0, 1.0), level_region)  # noqa: E731
+            render = _renderer(pixels, base, None if region is None else resize(region, size))
             at_size = objective.at(size, index)
             picture = optimize([pixels], render, backbone.extractor(at_size.layers), at_size, steps=steps,
                                optimizer=optimizer, lr=learning_rate, generator=generator, autocast=autocast,
@@ -170,6 +167,14 @@ def stylize(
 
     with tuned_for(backbone.device):
         return torch.cat([transfer_item(index) for index in range(batch)])
+
+
+def _renderer(pixels: Tensor, base: Tensor, region: Tensor | None) -> Callable[[], Tensor]:
+    """The picture the network sees: the pixels in 0..1 (what is optimised is what is returned), and
+    the content ``base`` outside the mask ``region``."""
+    if region is None:
+        return lambda: pixels.clamp(0.0, 1.0)
+    return lambda: torch.lerp(base, pixels.clamp(0.0, 1.0), region)
 
 
 def stylize_memory(size: tuple[int, int], backbone: Backbone, style: Objective, optimizer: str = "lbfgs",
