@@ -12,11 +12,12 @@ import dream_core.features
 import dream_core.loop
 import dream_core.objectives
 import dream_core.pyramid
+import dream_core.style
 from conftest import ROOT
 
 
 @pytest.mark.parametrize("module", [dream_core, dream_core.backbones, dream_core.features, dream_core.loop,
-                                    dream_core.objectives, dream_core.pyramid])
+                                    dream_core.objectives, dream_core.pyramid, dream_core.style])
 def test_docstring_examples(module, monkeypatch):
     monkeypatch.chdir(ROOT)  # the package example reads assets/example.jpg
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
