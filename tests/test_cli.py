@@ -51,3 +51,26 @@ def test_the_keras_recipe_from_the_readme_runs_on_its_aliases(tmp_path):
                  "--layers", "mixed4:1.0", "mixed5:1.5", "mixed6:2.0", "mixed7:2.5", "--grad-norm", "std",
                  "--crop", "2"])
     assert code == 0 and dc.load_image(output).shape == (1, 3, 120, 160)
+
+
+def test_style_blends_several_styles_and_names_bad_weights(tmp_path, capsys):
+    content, first, second = (tmp_path / f"{name}.png" for name in ("content", "first", "second"))
+    picture = dc.load_image(ROOT / "assets" / "example.jpg")
+    dc.save_image(picture[..., :64, :80], content)
+    dc.save_image(picture[..., 100:164, 100:164], first)
+    dc.save_image(dc.load_image(ROOT / "assets" / "guide.jpg")[..., :64, :64], second)
+    common = ["--weights", "random", "--steps", "2", "--optimizer", "adam"]
+    blended, alone = tmp_path / "blended.png", tmp_path / "alone.png"
+    assert main(["style", str(content), str(first), str(second), "-o", str(blended), "--style-weights", "3", "1",
+                 "--init", "noise", "--statistic", "mean_cov", "--pooling", "avg", *common]) == 0
+    assert dc.load_image(blended).shape == (1, 3, 64, 80)
+    assert main(["style", str(content), str(first), str(second), "-o", str(alone), "--style-weights", "1", "0",
+                 *common]) == 0
+    assert main(["style", str(content), str(first), "-o", str(tmp_path / "first.png"), *common]) == 0
+    assert (dc.load_image(alone) - dc.load_image(tmp_path / "first.png")).abs().max() <= 1 / 255
+    capsys.readouterr()
+    code = main(["style", str(content), str(first), str(second), "--style-weights", "1", *common])
+    assert code == 2 and "--style-weights: 1 weights for 2 styles" in capsys.readouterr().err
+    code = main(["style", str(content), str(first), "--style-layers", "relu1_1:heavy", *common])
+    assert code == 2 and "cannot read 'relu1_1:heavy'" in capsys.readouterr().err
+    assert not (tmp_path / "content_style.png").exists()
