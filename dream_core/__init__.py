@@ -16,6 +16,8 @@ from .backbones import (BACKBONES, LOGITS, POOLINGS, Backbone, BackboneSpec, ave
                         backbone_names, fold_batchnorm, get_spec)
 from .dream import check_tile_size, deepdream, deepdream_memory
 from .errors import DreamCancelled, DreamError, LayerError, ShapeError, WeightsError
+from .explain import (BASELINES, FOOLING_METHODS, SALIENCY_METHODS, FoolingReport, Prediction, attribution,
+                      class_visualize, classify, fool, heatmap, invert_features, logits, psnr, saliency_map)
 from .features import INPUT, FeatureExtractor
 from .images import check_image, from_bhwc, keep_colors, load_image, prepare_mask, save_image, to_bhwc, to_pil
 from .loop import (LBFGS_HISTORY, OPTIMIZERS, PRECISIONS, Ascent, Progress, TilePolicy, autocast_dtype, item_generator, optimize,
@@ -30,16 +32,18 @@ from .style import INITS, gatys_layers, scale_sizes, stylize, stylize_memory
 from .weights import WEIGHT_EXTENSIONS, download_weights, load_backbone, read_state_dict
 
 __all__ = [
-    "BACKBONES", "DETAIL_MODES", "GRAD_NORMS", "INITS", "INPUT", "LBFGS_HISTORY", "LOGITS", "LOSSES", "OPTIMIZERS",
-    "POOLINGS", "PRECISIONS", "STATISTICS", "TV_KINDS", "WEIGHT_EXTENSIONS", "Ascent", "Backbone", "BackboneSpec",
-    "DreamCancelled", "DreamError", "FeatureExtractor", "LayerError", "LayerTerm", "Objective", "OctaveSettings",
-    "Progress", "ShapeError", "TilePolicy", "WeightsError", "ascent_step", "autocast_dtype", "average_pooling",
-    "backbone_from_module", "backbone_names", "channel", "check_image", "check_tile_size", "content",
-    "content_objective", "deepdream", "deepdream_memory", "download_weights", "dream_octaves", "fold_batchnorm",
-    "from_bhwc", "gatys_layers", "gaussian_blur", "get_spec", "gram_matrix", "guide", "guided_objective",
-    "image_gradient", "item_generator", "keep_colors", "l2", "layer_objective", "load_backbone", "load_image",
-    "mean_activation", "mean_covariance", "normalize_gradient", "objective", "octave_sizes", "optimize", "pixel_l2",
-    "prepare_mask", "random_shift", "read_state_dict", "reference_activations", "resize", "resize_longer_side",
-    "save_image", "scale_sizes", "style_match", "style_objective", "style_statistic", "stylize", "stylize_memory",
-    "terms_objective", "to_bhwc", "to_pil", "total_variation", "tuned_for",
+    "BACKBONES", "BASELINES", "DETAIL_MODES", "FOOLING_METHODS", "GRAD_NORMS", "INITS", "INPUT", "LBFGS_HISTORY",
+    "LOGITS", "LOSSES", "OPTIMIZERS", "POOLINGS", "PRECISIONS", "SALIENCY_METHODS", "STATISTICS", "TV_KINDS",
+    "WEIGHT_EXTENSIONS", "Ascent", "Backbone", "BackboneSpec", "DreamCancelled", "DreamError", "FeatureExtractor",
+    "FoolingReport", "LayerError", "LayerTerm", "Objective", "OctaveSettings", "Prediction", "Progress",
+    "ShapeError", "TilePolicy", "WeightsError", "ascent_step", "attribution", "autocast_dtype", "average_pooling",
+    "backbone_from_module", "backbone_names", "channel", "check_image", "check_tile_size", "class_visualize",
+    "classify", "content", "content_objective", "deepdream", "deepdream_memory", "download_weights",
+    "dream_octaves", "fold_batchnorm", "fool", "from_bhwc", "gatys_layers", "gaussian_blur", "get_spec",
+    "gram_matrix", "guide", "guided_objective", "heatmap", "image_gradient", "invert_features", "item_generator",
+    "keep_colors", "l2", "layer_objective", "load_backbone", "load_image", "logits", "mean_activation",
+    "mean_covariance", "normalize_gradient", "objective", "octave_sizes", "optimize", "pixel_l2", "prepare_mask",
+    "psnr", "random_shift", "read_state_dict", "reference_activations", "resize", "resize_longer_side",
+    "saliency_map", "save_image", "scale_sizes", "style_match", "style_objective", "style_statistic", "stylize",
+    "stylize_memory", "terms_objective", "to_bhwc", "to_pil", "total_variation", "tuned_for",
 ]

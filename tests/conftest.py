@@ -53,3 +53,11 @@ def import_pack():
 @pytest.fixture(scope="session")
 def pack():
     return import_pack()
+
+
+@pytest.fixture(scope="session")
+def shapes_net() -> dc.Backbone:
+    """The five-class shapes CNN of ``tests/shapes.py``, trained once per session."""
+    from shapes import train_shapes_net
+
+    return train_shapes_net()

@@ -1,0 +1,406 @@
+"""Explaining a classifier with image gradients: what it predicts, where it looks, what it wants to
+see, how little it takes to fool it, and what one of its layers keeps.
+
+The tools of CS231n's network-visualisation assignment (saliency maps, fooling images, class
+visualisation, feature inversion) and the attribution methods captum made standard (SmoothGrad,
+gradient x input, integrated gradients, Grad-CAM), for any backbone with a ``logits`` layer, on the
+same extractor and loop as the dreams. Images are :math:`(B, 3, H, W)` in 0..1; "the model" is the
+backbone's logits as a function of that image (its normalisation included).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .backbones import LOGITS, Backbone
+from .errors import DreamError, check
+from .images import check_image
+from .loop import Ascent, Cancel, Progress, ProgressFn, item_generator, optimize, tuned_for
+from .objectives import Objective, channel, content, pixel_l2, total_variation
+from .pyramid import gaussian_blur, octave_sizes, resize
+from .references import reference_activations
+
+__all__ = ["Prediction", "classify", "logits", "attribution", "saliency_map", "heatmap", "class_visualize",
+           "fool", "FoolingReport", "invert_features", "psnr", "SALIENCY_METHODS", "BASELINES", "FOOLING_METHODS"]
+
+SALIENCY_METHODS = ("gradient", "smoothgrad", "gradient_x_input", "integrated_gradients", "gradcam")
+BASELINES = ("black", "blur")
+FOOLING_METHODS = ("ascent", "fgsm", "pgd")
+_CHUNK = 16  # noisy samples or path points sent through the network at once
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One class of a prediction: its index, its name and its probability."""
+
+    index: int
+    name: str
+    probability: float
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.probability:.1%})"
+
+
+def logits(image: Tensor, backbone: Backbone) -> Tensor:
+    """The classifier's scores :math:`(B, \\text{classes})` for ``image``, without gradients."""
+    picture = check_image(image).to(backbone.device)
+    _check_classifier(backbone)
+    with torch.no_grad():
+        return backbone.extractor([LOGITS])(picture)[LOGITS].float()
+
+
+def classify(image: Tensor, backbone: Backbone, top_k: int = 5) -> list[list[Prediction]]:
+    """The ``top_k`` most probable classes of each item, most probable first.
+
+    Example:
+        >>> from dream_core import load_backbone
+        >>> net = load_backbone("alexnet", "random")
+        >>> top = classify(torch.rand(2, 3, 64, 64), net, top_k=3)
+        >>> len(top), len(top[0]), isinstance(top[0][0].name, str)
+        (2, 3, True)
+    """
+    check(top_k >= 1, f"top_k: must be 1 or more, got {top_k}.")
+    probabilities = logits(image, backbone).softmax(1).cpu()
+    names = _names(backbone, probabilities.shape[1])
+    values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
+    return [[Prediction(int(i), names[int(i)], float(v)) for v, i in zip(row_values, row_indices)]
+            for row_values, row_indices in zip(values, indices)]
+
+
+def _names(backbone: Backbone, count: int) -> list[str]:
+    names = backbone.class_names or []
+    return list(names) if len(names) == count else [f"class {i}" for i in range(count)]
+
+
+def _check_classifier(backbone: Backbone) -> None:
+    if LOGITS not in backbone.spec.layers:
+        raise DreamError(f"backbone: {backbone.name} has no 'logits' layer, so it cannot classify; use a "
+                         "registry backbone or name the classifier stage 'logits' in backbone_from_module.")
+
+
+def _targets(image: Tensor, backbone: Backbone, target: int | None) -> Tensor:
+    """Per-item class indices: ``target`` for all, or each item's predicted class for None or -1."""
+    scores = logits(image, backbone)
+    classes = scores.shape[1]
+    if target is None or target == -1:
+        return scores.argmax(1)
+    check(0 <= target < classes, f"target: {backbone.name} has classes 0..{classes - 1}, got {target}.")
+    return torch.full((image.shape[0],), target, dtype=torch.long, device=scores.device)
+
+
+def _score_gradient(points: Tensor, backbone: Backbone, target: int) -> Tensor:
+    """:math:`\\partial f_t / \\partial x` at each of ``points`` :math:`(N, 3, H, W)`, in chunks."""
+    extractor = backbone.extractor([LOGITS])
+    gradients = []
+    for chunk in points.split(_CHUNK):
+        leaf = chunk.detach().requires_grad_(True)
+        with torch.enable_grad():
+            score = extractor(leaf)[LOGITS][:, target].sum()
+            gradients.append(torch.autograd.grad(score, leaf)[0])
+    return torch.cat(gradients)
+
+
+def attribution(image: Tensor, backbone: Backbone, target: int | None = None, method: str = "gradient", *,
+                samples: int = 25, noise: float = 0.15, steps: int = 64, baseline: str = "black",
+                layer: str | None = None, seed: int = 0) -> Tensor:
+    """How much each input pixel (or, for Grad-CAM, each position of ``layer``) counts for class ``target``.
+
+    Each method is its standard definition, as captum implements it, on the model ``x -> logits(x)``
+    (``f_t`` the target's score, ``x`` the image in 0..1):
+
+    - ``gradient``: :math:`|\\partial f_t / \\partial x|` (captum ``Saliency``);
+    - ``smoothgrad``: the mean of that gradient's magnitude at ``samples`` copies of ``x`` with
+      Gaussian noise of std ``noise`` (captum ``NoiseTunnel(Saliency)``, ``nt_type="smoothgrad"``);
+    - ``gradient_x_input``: :math:`x \\cdot \\partial f_t / \\partial x` (captum ``InputXGradient``);
+    - ``integrated_gradients``: :math:`(x - b) \\int_0^1 \\partial f_t(b + \\alpha (x - b)) d\\alpha`, the
+      integral by ``steps``-point Gauss-Legendre quadrature, captum's default; the baseline ``b`` is
+      ``black`` (zeros) or ``blur`` (the image blurred, sigma 1/20 of its longer side);
+    - ``gradcam``: :math:`\\mathrm{ReLU}(\\sum_k w_k A_k)` with :math:`w_k` the spatial mean of
+      :math:`\\partial f_t / \\partial A_k` at ``layer`` (default: the backbone's default layer; captum
+      ``LayerGradCam`` with ``relu_attributions=True``).
+
+    Args:
+        target: the class; None or -1 = each item's predicted class.
+        seed: item ``i`` draws its SmoothGrad noise from ``seed + i``.
+
+    Returns:
+        :math:`(B, 3, H, W)` on the image's device, or :math:`(B, 1, h, w)` at ``layer`` for ``gradcam``.
+    """
+    picture = check_image(image)
+    check(method in SALIENCY_METHODS, f"method: unknown {method!r}; choose one of {', '.join(SALIENCY_METHODS)}.")
+    check(baseline in BASELINES, f"baseline: unknown {baseline!r}; choose one of {', '.join(BASELINES)}.")
+    check(samples >= 1 and steps >= 1, f"samples and steps: must be 1 or more, got {samples} and {steps}.")
+    check(noise >= 0, f"noise: must be 0 or more, got {noise}.")
+    targets = _targets(picture, backbone, target).tolist()
+    results = []
+    for index, item_target in enumerate(targets):
+        x = picture[index:index + 1].to(backbone.device)
+        if method == "gradient":
+            result = _score_gradient(x, backbone, item_target).abs()
+        elif method == "smoothgrad":
+            generator = item_generator(seed, index)
+            noisy = x + noise * torch.randn((samples, *x.shape[1:]), generator=generator).to(x.device)
+            result = _score_gradient(noisy, backbone, item_target).abs().mean(0, keepdim=True)
+        elif method == "gradient_x_input":
+            result = x * _score_gradient(x, backbone, item_target)
+        elif method == "integrated_gradients":
+            start = torch.zeros_like(x) if baseline == "black" else gaussian_blur(x, max(x.shape[-2:]) / 20)
+            nodes, weights = np.polynomial.legendre.leggauss(steps)
+            alphas = torch.tensor((nodes + 1) / 2, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
+            path_weights = torch.tensor(weights / 2, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
+            gradients = _score_gradient(start + alphas * (x - start), backbone, item_target)
+            result = (x - start) * (path_weights * gradients).sum(0, keepdim=True)
+        else:
+            result = _grad_cam(x, backbone, item_target, backbone.resolve(layer or backbone.spec.default_layer))
+        results.append(result.to(picture.device))
+    return torch.cat(results)
+
+
+def _grad_cam(x: Tensor, backbone: Backbone, target: int, layer: str) -> Tensor:
+    check(layer != LOGITS, "layer: Grad-CAM needs a convolutional layer, not 'logits'.")
+    extractor = backbone.extractor([layer, LOGITS])
+    with torch.enable_grad():
+        leaf = x.detach().requires_grad_(True)
+        acts = extractor(leaf)
+        activation = acts[layer]
+        gradient, = torch.autograd.grad(acts[LOGITS][:, target].sum(), activation)
+    weights = gradient.float().mean((2, 3), keepdim=True)
+    return torch.relu((weights * activation.detach().float()).sum(1, keepdim=True))
+
+
+def saliency_map(image: Tensor, backbone: Backbone, target: int | None = None, method: str = "gradient",
+                 **options) -> Tensor:
+    """:func:`attribution` as one map per item :math:`(B, 1, H, W)` in 0..1 (each item divided by its maximum).
+
+    Pixel methods reduce the colour channels as CS231n does for the gradient: the largest magnitude
+    (``gradient``, ``smoothgrad``), or the magnitude of the sum (``gradient_x_input``,
+    ``integrated_gradients``, whose sum over pixels is the score difference); Grad-CAM is upsampled
+    bilinearly to the image.
+    """
+    attributions = attribution(image, backbone, target, method, **options)
+    if method in ("gradient", "smoothgrad"):
+        maps = attributions.abs().amax(1, keepdim=True)
+    elif method == "gradcam":
+        maps = resize(attributions, tuple(image.shape[-2:])).clamp_min(0)
+    else:
+        maps = attributions.sum(1, keepdim=True).abs()
+    return maps / maps.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+
+
+def heatmap(image: Tensor, saliency: Tensor, blend: float = 0.5) -> Tensor:
+    """A saliency map :math:`(B, 1, H, W)` coloured (jet: blue low, red high) over ``image``
+    :math:`(B, 3, H, W)`: ``(1 - blend) * image + blend * colours``."""
+    from kornia.color import ColorMap, apply_colormap
+
+    check(0.0 <= blend <= 1.0, f"blend: must be in 0..1, got {blend}.")
+    colours = apply_colormap(saliency.clamp(0, 1), ColorMap("jet", device=saliency.device))
+    return torch.lerp(check_image(image).to(saliency.device), colours, blend)
+
+
+def class_visualize(backbone: Backbone, target: int, *, size: tuple[int, int] | None = None, batch: int = 1,
+                    steps: int = 100, step_size: float = 0.02, l2_weight: float = 1.0, jitter: int = 16,
+                    blur_sigma: float = 0.5, blur_every: int = 10, octaves: int = 1, octave_scale: float = 1.4,
+                    init: Tensor | None = None, seed: int = 0, progress: Progress | ProgressFn | None = None,
+                    cancel: Cancel | None = None) -> Tensor:
+    """Pictures the network takes for class ``target``: gradient ascent on its score from noise.
+
+    CS231n's regularised recipe (Simonyan et al.) on our ascent loop: each step raises
+    ``f_target - l2_weight * mean((x - 0.5)^2)`` by a normalised gradient step under random jitter,
+    then clamps to 0..1, and every ``blur_every`` steps blurs the picture a little (sigma
+    ``blur_sigma``). With ``octaves`` above 1 it starts small and grows by ``octave_scale``, which
+    gives larger shapes.
+
+    Args:
+        size: ``(H, W)``; default: the backbone's native square.
+        batch: pictures to make, item ``i`` from the noise of ``seed + i`` (or each from ``init``).
+        init: start from this image :math:`(1 \\text{ or } B, 3, H, W)` instead of noise (resized).
+
+    Returns:
+        :math:`(\\text{batch}, 3, H, W)` in 0..1 on the backbone's device.
+    """
+    _check_classifier(backbone)
+    classes = backbone.spec.layers[LOGITS]
+    check(0 <= target < classes, f"target: {backbone.name} has classes 0..{classes - 1}, got {target}.")
+    check(batch >= 1 and steps >= 0, f"batch and steps: need batch >= 1 and steps >= 0, got {batch}, {steps}.")
+    check(blur_every >= 0 and blur_sigma >= 0, "blur_every and blur_sigma: must be 0 (off) or more.")
+    height, width = size or (backbone.spec.native_size,) * 2
+    starts = None if init is None else check_image(init, "init_image")
+    sizes = octave_sizes((height, width), octaves, octave_scale, max(32, backbone.extractor([LOGITS]).min_input_size()))
+    objective = channel(LOGITS, target) - l2_weight * pixel_l2()
+    job = Progress.of(progress)
+    job.begin(batch * len(sizes) * steps)
+
+    def blur(picture: Tensor, step: int) -> Tensor:
+        return gaussian_blur(picture, blur_sigma) if blur_every and blur_sigma and step % blur_every == 0 else picture
+
+    def picture(index: int) -> Tensor:
+        generator = item_generator(seed, index)
+        if starts is None:
+            x = torch.rand((1, 3, *sizes[0]), generator=generator)
+        else:
+            x = starts[index if starts.shape[0] > 1 else 0].unsqueeze(0)
+        x = x.to(backbone.device)
+        for level, level_size in enumerate(sizes):
+            ascent = Ascent(backbone.extractor(objective.layers), objective, step_size=step_size, jitter=jitter,
+                            progress=job.part(index * len(sizes) + level, batch * len(sizes)), cancel=cancel)
+            x = ascent.run(resize(x, level_size).clamp(0, 1), steps, generator, after_step=blur)
+        return x
+
+    with tuned_for(backbone.device):
+        return torch.cat([picture(index) for index in range(batch)])
+
+
+@dataclass(frozen=True)
+class FoolingReport:
+    """What a fooling attempt did to one image."""
+
+    before: Prediction
+    after: Prediction
+    target: Prediction
+    reached: bool
+    steps: int
+    linf: float
+    l2: float
+
+    def __str__(self) -> str:
+        outcome = "fooled" if self.reached else "NOT fooled"
+        return (f"{outcome}: {self.before} -> {self.after} (target {self.target.name}) in {self.steps} steps; "
+                f"change L-inf {self.linf:.4f} ({self.linf * 255:.1f}/255), L2 {self.l2:.3f}")
+
+
+def fool(image: Tensor, backbone: Backbone, target: int, *, method: str = "ascent", max_steps: int = 100,
+         step_size: float = 0.002, epsilon: float = 8 / 255, seed: int = 0,
+         progress: Progress | ProgressFn | None = None,
+         cancel: Cancel | None = None) -> tuple[Tensor, list[FoolingReport]]:
+    """The smallest change this method finds that makes the network say ``target``, per item.
+
+    - ``ascent`` (CS231n): normalised gradient steps of ``step_size`` on the target's log-probability
+      until the prediction is the target or ``max_steps``.
+    - ``fgsm``: one step of ``epsilon`` along the sign of that gradient (Goodfellow et al.).
+    - ``pgd``: sign steps of ``2.5 * epsilon / max_steps`` from a seeded random start in the
+      L-inf ball of radius ``epsilon``, projected back into it after each step (Madry et al.); stops
+      once the target is reached. Its change never exceeds ``epsilon``.
+
+    Returns:
+        The fooled images :math:`(B, 3, H, W)` and one :class:`FoolingReport` per item; an item that
+        did not reach the target says so (``reached=False``).
+    """
+    picture = check_image(image)
+    _check_classifier(backbone)
+    check(method in FOOLING_METHODS, f"method: unknown {method!r}; choose one of {', '.join(FOOLING_METHODS)}.")
+    classes = backbone.spec.layers[LOGITS]
+    check(0 <= target < classes, f"target: {backbone.name} has classes 0..{classes - 1}, got {target}.")
+    check(max_steps >= 1, f"max_steps: must be 1 or more, got {max_steps}.")
+    check(0 < epsilon <= 1, f"epsilon: must be in (0, 1] pixel units, got {epsilon}.")
+    extractor = backbone.extractor([LOGITS])
+    wanted = Objective(lambda acts: acts[LOGITS].float().log_softmax(1)[:, target], [LOGITS],
+                       f"log_softmax(logits)[{target}]")
+    job = Progress.of(progress)
+    job.begin(picture.shape[0] * max_steps)
+
+    def predicted(x: Tensor) -> int:
+        with torch.no_grad():
+            return int(extractor(x)[LOGITS].argmax(1))
+
+    def attack(index: int) -> tuple[Tensor, int]:
+        x = picture[index:index + 1].to(backbone.device)
+        part = job.part(index, picture.shape[0])
+        if method == "ascent":
+            taken = 0
+
+            def reached(candidate: Tensor, _scores: Tensor) -> bool:
+                nonlocal taken
+                taken += 1
+                return predicted(candidate) == target
+
+            if predicted(x) == target:
+                part.begin(0)
+                return x, 0
+            ascent = Ascent(extractor, wanted, step_size=step_size, progress=part, cancel=cancel)
+            return ascent.run(x, max_steps, item_generator(seed, index), stop=reached), taken
+        part.begin(1 if method == "fgsm" else max_steps)
+        if method == "fgsm":
+            part.check_cancel(cancel)
+            fooled = (x + epsilon * _sign_gradient(x, extractor, wanted)).clamp(0, 1)
+            part.step(fooled[0])
+            return fooled, 1
+        generator = item_generator(seed, index)
+        start = (torch.rand(x.shape, generator=generator) * 2 - 1).to(x.device) * epsilon
+        fooled, alpha = (x + start).clamp(0, 1), 2.5 * epsilon / max_steps
+        for step in range(max_steps):
+            part.check_cancel(cancel)
+            fooled = fooled + alpha * _sign_gradient(fooled, extractor, wanted)
+            fooled = torch.min(torch.max(fooled, x - epsilon), x + epsilon).clamp(0, 1)
+            done = predicted(fooled) == target
+            part.step(fooled[0], steps=max_steps - step if done else 1)
+            if done:
+                return fooled, step + 1
+        return fooled, max_steps
+
+    names = _names(backbone, classes)
+    results, reports = [], []
+    with tuned_for(backbone.device):
+        for index in range(picture.shape[0]):
+            fooled, steps = attack(index)
+            original = picture[index:index + 1].to(fooled.device)
+            before, after = (classify(x, backbone, 1)[0][0] for x in (original, fooled))
+            with torch.no_grad():
+                target_probability = float(extractor(fooled)[LOGITS].float().softmax(1)[0, target])
+            change = (fooled - original).flatten()
+            reports.append(FoolingReport(before, after, Prediction(target, names[target], target_probability),
+                                         after.index == target, steps, float(change.abs().max()),
+                                         float(change.norm())))
+            results.append(fooled.to(picture.device))
+    return torch.cat(results), reports
+
+
+def _sign_gradient(x: Tensor, extractor, objective: Objective) -> Tensor:
+    leaf = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        gradient, = torch.autograd.grad(objective(extractor(leaf)).sum(), leaf)
+    return gradient.sign()
+
+
+def invert_features(image: Tensor, backbone: Backbone, layer: str, *, steps: int = 200,
+                    learning_rate: float = 0.05, tv_weight: float = 0.5, l2_weight: float = 0.0, jitter: int = 0,
+                    optimizer: str = "adam", seed: int = 0, progress: Progress | ProgressFn | None = None,
+                    cancel: Cancel | None = None) -> Tensor:
+    """An image whose features at ``layer`` match ``image``'s: what that layer keeps (Mahendran & Vedaldi).
+
+    From seeded noise (item ``i`` from ``seed + i``), minimise the relative feature distance
+    (:func:`~dream_core.objectives.content`) plus ``tv_weight`` times the total variation and
+    ``l2_weight`` times the distance of the pixels from mid-grey, with Adam or L-BFGS.
+    Early layers give back the picture; deep ones keep the parts that matter to the class.
+
+    Returns:
+        :math:`(B, 3, H, W)` in 0..1 on ``image``'s device.
+    """
+    pictures = check_image(image)
+    layer = backbone.resolve(layer)
+    check(tv_weight >= 0 and l2_weight >= 0, "tv_weight and l2_weight: must be 0 or more.")
+    job = Progress.of(progress)
+    job.begin(pictures.shape[0] * steps)
+    results = []
+    with tuned_for(backbone.device):
+        for index in range(pictures.shape[0]):
+            item = pictures[index:index + 1].to(backbone.device)
+            target = reference_activations(backbone, item, [layer])[layer]
+            objective = content(layer, target) - tv_weight * total_variation() - l2_weight * pixel_l2()
+            generator = item_generator(seed, index)
+            pixels = torch.rand(item.shape, generator=generator).to(backbone.device)
+            results.append(optimize([pixels], lambda pixels=pixels: pixels.clamp(0, 1),
+                                    backbone.extractor(objective.layers), objective, steps=steps,
+                                    optimizer=optimizer, lr=learning_rate, jitter=jitter, generator=generator,
+                                    progress=job.part(index, pictures.shape[0]), cancel=cancel).to(image.device))
+    return torch.cat(results)
+
+
+def psnr(image: Tensor, reference: Tensor) -> Tensor:
+    """Peak signal-to-noise ratio in dB of 0..1 images, per item: ``10 log10(1 / MSE)``."""
+    mse = (image - reference).square().flatten(1).mean(1).clamp_min(1e-12)
+    return 10 * torch.log10(1 / mse)
+
