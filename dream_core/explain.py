@@ -245,8 +245,10 @@ def class_visualize(backbone: Backbone, target: int, *, size: tuple[int, int] | 
             x = starts[index if starts.shape[0] > 1 else 0].unsqueeze(0)
         x = x.to(backbone.device)
         for level, level_size in enumerate(sizes):
+            part = job.part(index * len(sizes) + level, batch * len(sizes))
+            part.begin(steps)
             ascent = Ascent(backbone.extractor(objective.layers), objective, step_size=step_size, jitter=jitter,
-                            progress=job.part(index * len(sizes) + level, batch * len(sizes)), cancel=cancel)
+                            progress=part, cancel=cancel)
             x = ascent.run(resize(x, level_size).clamp(0, 1), steps, generator, after_step=blur)
         return x
 
@@ -319,7 +321,9 @@ def fool(image: Tensor, backbone: Backbone, target: int, *, method: str = "ascen
 
             if predicted(x) == target:
                 part.begin(0)
+                part.step()
                 return x, 0
+            part.begin(max_steps)
             ascent = Ascent(extractor, wanted, step_size=step_size, progress=part, cancel=cancel)
             return ascent.run(x, max_steps, item_generator(seed, index), stop=reached), taken
         part.begin(1 if method == "fgsm" else max_steps)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import host
 from .backbone_nodes import LoadBackbone, SelectLayer
 from .dream_nodes import DeepDream, GuidedDream, OctavePyramid
+from .explain_nodes import Classify, ClassVisualize, FeatureInversion, FoolingImage, Saliency
 from .style_nodes import ContentLoss, StyleLoss, StyleTransfer, TVLoss
 
 NODE_CONFIG = {
@@ -17,6 +18,12 @@ NODE_CONFIG = {
     "DD_GuidedDream": {"class": GuidedDream, "name": "Guided Dream"},
     # Style
     "DD_StyleTransfer": {"class": StyleTransfer, "name": "Neural Style Transfer"},
+    # Explain
+    "DD_Classify": {"class": Classify, "name": "Classify"},
+    "DD_Saliency": {"class": Saliency, "name": "Saliency Map"},
+    "DD_ClassVisualize": {"class": ClassVisualize, "name": "Class Visualization"},
+    "DD_FoolingImage": {"class": FoolingImage, "name": "Fooling Image"},
+    "DD_FeatureInversion": {"class": FeatureInversion, "name": "Feature Inversion"},
     # Objectives
     "DD_StyleLoss": {"class": StyleLoss, "name": "Style Loss"},
     "DD_ContentLoss": {"class": ContentLoss, "name": "Content Loss"},

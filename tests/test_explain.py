@@ -193,3 +193,20 @@ def test_bad_targets_methods_and_heads_are_named(shapes_net, googlenet):
     headless = dc.backbone_from_module(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), native_size=16)
     with pytest.raises(dc.DreamError, match="no 'logits' layer"):
         dc.classify(image, headless)
+
+
+def test_progress_runs_to_the_end_and_cancel_stops_within_a_step(shapes_net):
+    """Catches an early stop (a fooled item) that leaves the bar short, and cancel asked only per item."""
+    reports = []
+    dc.fool(held_out(HORIZONTAL, 2), shapes_net, CHECKERS, max_steps=100,
+            progress=lambda done, total, preview: reports.append((done, total)))
+    assert reports[-1] == (200, 200) and [d for d, _ in reports] == sorted(d for d, _ in reports)
+    reports.clear()
+    dc.class_visualize(shapes_net, VERTICAL, size=(48, 48), batch=2, steps=3, octaves=2,
+                       progress=lambda done, total, preview: reports.append(done))
+    assert reports == list(range(1, 13))
+    asked = []
+    with pytest.raises(dc.DreamCancelled):
+        dc.invert_features(held_out(DISC, 2), shapes_net, "relu1", steps=10,
+                           cancel=lambda: asked.append(1) or len(asked) > 3)
+    assert len(asked) == 4

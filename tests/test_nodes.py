@@ -26,7 +26,8 @@ def test_pack_imports_from_any_folder_name_without_comfy_and_stays_light(tmp_pat
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    ids = ["DD_ContentLoss", "DD_DeepDream", "DD_GuidedDream", "DD_LoadBackbone", "DD_OctavePyramid",
+    ids = ["DD_ClassVisualize", "DD_Classify", "DD_ContentLoss", "DD_DeepDream", "DD_FeatureInversion",
+           "DD_FoolingImage", "DD_GuidedDream", "DD_LoadBackbone", "DD_OctavePyramid", "DD_Saliency",
            "DD_SelectLayer", "DD_StyleLoss", "DD_StyleTransfer", "DD_TVLoss"]
     assert result.stdout.strip() == f"{ids} []"
 
@@ -491,3 +492,68 @@ def test_style_loss_node_options_reach_the_objective(style_graph, nodes_run):
     assert "mean_cov, scale 0.5, masked" in style.description
     picture = _image(1).movedim(-1, 1)
     assert style.at((64, 72)).__call__(backbone.extractor(style.layers)(picture)).item() < 0
+
+
+# --- explain nodes ----------------------------------------------------------------------------------------
+
+
+def _shapes_batch():
+    """Two 32 px pictures the shapes net classifies as horizontal stripes and disc, as a ComfyUI IMAGE."""
+    from shapes import pictures
+
+    generator = torch.Generator().manual_seed(21)
+    return torch.cat([pictures(0, 1, generator), pictures(3, 1, generator)]).movedim(1, -1)
+
+
+def test_classify_node_lists_every_image(pack, shapes_net):
+    with torch.inference_mode():
+        labels, top = pack.NODE_CLASS_MAPPINGS["DD_Classify"]().classify(_shapes_batch(), shapes_net, 2)
+    lines = labels.splitlines()
+    expected = pack.dream_core.classify(_shapes_batch().movedim(-1, 1), shapes_net, 2)
+    assert len(lines) == 2 and lines[0].startswith("image 0: horizontal stripes [0]") and top == 0
+    assert lines[1] == "image 1: " + ", ".join(f"{p.name} [{p.index}] {p.probability:.1%}" for p in expected[1])
+
+
+@pytest.mark.parametrize("method", ["gradient", "smoothgrad", "gradient_x_input", "integrated_gradients", "gradcam"])
+def test_saliency_node_under_inference_mode(pack, shapes_net, method):
+    image = _shapes_batch()
+    with torch.inference_mode():
+        mask, heat = pack.NODE_CLASS_MAPPINGS["DD_Saliency"]().explain(
+            image, shapes_net, -1, method, samples=3, steps=4, layer="relu2")
+    assert mask.shape == (2, 32, 32) and 0 <= mask.min() and mask.max() == 1
+    assert heat.shape == image.shape and 0 <= heat.min() and heat.max() <= 1
+    assert (heat - image).abs().mean() > 0.01
+
+
+def test_class_visualize_node_progress_and_cancel(pack, shapes_net, fake_host):
+    node = pack.NODE_CLASS_MAPPINGS["DD_ClassVisualize"]()
+    with torch.inference_mode():
+        made, = node.visualize(shapes_net, 1, 40, 32, 2, 5, 0.02, 0, jitter=2)
+    assert made.shape == (2, 32, 40, 3) and not torch.equal(made[0], made[1])
+    assert [u[0] for u in fake_host.updates[1:]] == list(range(10, 101, 10))
+    fake_host.updates.clear()
+    fake_host.interrupt_after, fake_host.checks = 3, 0
+    with pytest.raises(InterruptedError), torch.inference_mode():
+        node.visualize(shapes_net, 1, 32, 32, 2, 5, 0.02, 0)
+    assert fake_host.checks == 4 and [u[0] for u in fake_host.updates[1:]] == [10, 20, 30]
+
+
+@pytest.mark.parametrize("method", ["ascent", "fgsm", "pgd"])
+def test_fooling_image_node_under_inference_mode(pack, shapes_net, method):
+    image = _shapes_batch()
+    with torch.inference_mode():
+        fooled, difference, report = pack.NODE_CLASS_MAPPINGS["DD_FoolingImage"]().fool(
+            image, shapes_net, 2, method, 30, epsilon=0.2)
+    assert fooled.shape == difference.shape == image.shape
+    assert 0 <= fooled.min() and fooled.max() <= 1 and 0 <= difference.min() and difference.max() <= 1
+    lines = report.splitlines()
+    assert len(lines) == 2 and all("fooled" in line and "L-inf" in line for line in lines)
+    if method != "ascent":
+        assert (fooled - image).abs().max() <= 0.2 + 1e-6
+
+
+def test_feature_inversion_node_under_inference_mode(pack, shapes_net):
+    image = _shapes_batch()
+    with torch.inference_mode():
+        inverted, = pack.NODE_CLASS_MAPPINGS["DD_FeatureInversion"]().invert(image, shapes_net, "relu1", 30, 0.05, 0)
+    assert inverted.shape == image.shape and 0 <= inverted.min() and inverted.max() <= 1

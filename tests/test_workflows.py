@@ -27,6 +27,8 @@ def stand_ins(saved):
     return {
         "LoadImage": load_image,
         "SaveImage": lambda images, filename_prefix: saved.append((filename_prefix, images)) or (),
+        "PreviewImage": lambda images: (),
+        "PreviewAny": lambda source: (),
         "CheckpointLoaderSimple": lambda ckpt_name: ("model", "clip", "vae"),
         "CLIPTextEncode": lambda clip, text: ("conditioning",),
         "EmptyLatentImage": lambda width, height, batch_size: ("latent",),
@@ -58,6 +60,7 @@ def execute(pack, prompt, saved, fast=True):
             if fast:  # no network in tests, and a few steps are enough to prove the wiring
                 inputs = {**inputs, **({"weights": "random init"} if "weights" in inputs else {}),
                           **({"steps": 2} if "steps" in inputs else {}),
+                          **({"max_steps": 2} if "max_steps" in inputs else {}),
                           **({"optimizer": "adam"} if "optimizer" in inputs else {})}  # L-BFGS starts tiny
             output = getattr(cls(), cls.FUNCTION)(**inputs)
             assert isinstance(output, tuple) and len(output) == len(cls.RETURN_TYPES)
@@ -80,7 +83,7 @@ def test_example_runs_and_saves_a_dream(pack, name):
     assert images.shape == (1, *SIZE, 3) and images.dtype == torch.float32
     assert 0 <= images.min() and images.max() <= 1
     dream_node = next(v for v in prompt.values()
-                      if v["class_type"] in ("DD_DeepDream", "DD_GuidedDream", "DD_StyleTransfer"))
+                      if v["class_type"] in ("DD_DeepDream", "DD_GuidedDream", "DD_StyleTransfer", "DD_FoolingImage"))
     source, slot = dream_node["inputs"].get("image", dream_node["inputs"].get("content_image"))
     assert (images - results[source][slot]).abs().mean() > 1e-3, "the dream node returned its input unchanged"
 
@@ -131,4 +134,4 @@ def test_ui_file_and_api_twin_hold_the_same_graph(name):
 
 def test_the_promised_examples_exist():
     assert set(EXAMPLES) == {"deepdream_basic", "deepdream_multilayer", "guided_dream", "dream_after_generation",
-                             "dream_with_style", "style_transfer"}
+                             "dream_with_style", "style_transfer", "explain_network"}

@@ -23,6 +23,8 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 CORE = {
     "LoadImage": ([], ["image", "upload"], [("IMAGE", "IMAGE"), ("MASK", "MASK")]),
     "SaveImage": ([("images", "IMAGE")], ["filename_prefix"], []),
+    "PreviewImage": ([("images", "IMAGE")], [], []),
+    "PreviewAny": ([("source", "*")], [], []),
     "CheckpointLoaderSimple": ([], ["ckpt_name"], [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")]),
     "CLIPTextEncode": ([("clip", "CLIP")], ["text"], [("CONDITIONING", "CONDITIONING")]),
     "EmptyLatentImage": ([], ["width", "height", "batch_size"], [("LATENT", "LATENT")]),
@@ -124,6 +126,19 @@ WORKFLOWS = {
         (9, "DD_StyleLoss", {"style_image": (2, 0), "backbone": (3, 0), "layers": (8, 0), "weight": 1.0}),
         (10, "DD_StyleTransfer", {"content_image": (1, 0), "backbone": (3, 0), "style": (9, 0)}),
         (11, "SaveImage", {"images": (10, 0), "filename_prefix": "style_transfer"}),
+    ],
+    "explain_network": [
+        (1, "LoadImage", {"image": IMAGE_IN, "upload": "image"}),
+        (2, "DD_LoadBackbone", {"backbone": "googlenet", "weights": DOWNLOAD, "seed": 0}),
+        (3, "DD_Classify", {"image": (1, 0), "backbone": (2, 0), "top_k": 5}),
+        (4, "PreviewAny", {"source": (3, 0)}),
+        (5, "DD_Saliency", {"image": (1, 0), "backbone": (2, 0), "target": -1, "method": "smoothgrad"}),
+        (6, "PreviewImage", {"images": (5, 1)}),
+        (7, "DD_FoolingImage", {"image": (1, 0), "backbone": (2, 0), "target": 1, "method": "ascent",
+                                "max_steps": 100}),
+        (8, "SaveImage", {"images": (7, 0), "filename_prefix": "fooled"}),
+        (9, "PreviewImage", {"images": (7, 1)}),
+        (10, "PreviewAny", {"source": (7, 2)}),
     ],
 }
 

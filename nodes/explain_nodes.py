@@ -1,0 +1,251 @@
+"""Classify, Saliency, Class Visualize, Fooling Image, Feature Inversion."""
+
+from __future__ import annotations
+
+import torch
+
+from ..dream_core import (BASELINES, FOOLING_METHODS, LOGITS, SALIENCY_METHODS, Backbone, Objective, class_visualize,
+                          classify, deepdream_memory, fool, from_bhwc, heatmap, invert_features, saliency_map,
+                          to_bhwc)
+from . import host
+from .backbone_nodes import ALL_LAYERS
+from .dream_nodes import SEED_MAX
+
+CATEGORY = "DeepDream/explain"
+AUTO = "auto"
+_BATCHED = 16  # SmoothGrad samples and integrated-gradient points run through the network together
+
+
+def _memory(size: tuple[int, int], backbone: Backbone, layers: set[str], inputs_at_once: int = 1) -> int:
+    """What one item's gradient pass needs beside the weights, for the host to make room."""
+    per_input = deepdream_memory(size, backbone, Objective(None, layers, "layers"), octaves=1, tile_size=0)
+    return per_input * inputs_at_once
+
+
+def _image_and_backbone() -> dict:
+    return {"image": ("IMAGE", {"tooltip": "The pictures to explain; every image of the batch."}),
+            "backbone": ("DD_BACKBONE", {"tooltip": "A classifier: a registry backbone (ImageNet classes) or "
+                         "your own with a 'logits' stage."})}
+
+
+def _target(default: int = -1, minimum: int = -1, tooltip: str = "The class (index into the backbone's "
+            "classes, e.g. ImageNet 0..999); -1 = each image's predicted class.") -> dict:
+    return {"target": ("INT", {"default": default, "min": minimum, "max": 99999, "tooltip": tooltip})}
+
+
+class Classify:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {**_image_and_backbone(),
+                             "top_k": ("INT", {"default": 5, "min": 1, "max": 100,
+                                               "tooltip": "How many of the most probable classes to list."})}}
+
+    RETURN_TYPES = ("STRING", "INT")
+    RETURN_NAMES = ("labels", "top_class")
+    OUTPUT_TOOLTIPS = ("One line per image: its top classes with probabilities.",
+                       "The most probable class of the first image, e.g. for a Saliency or Fooling target.")
+    FUNCTION = "classify"
+    CATEGORY = CATEGORY
+    DESCRIPTION = "What the network sees: the most probable classes of each image, with their probabilities."
+
+    def classify(self, image: torch.Tensor, backbone: Backbone, top_k: int) -> tuple[str, int]:
+        picture = from_bhwc(image)
+        with host.dreaming(backbone, _memory(tuple(picture.shape[-2:]), backbone, {LOGITS})):
+            top = classify(picture, backbone, top_k)
+        lines = [f"image {i}: " + ", ".join(f"{p.name} [{p.index}] {p.probability:.1%}" for p in row)
+                 for i, row in enumerate(top)]
+        return "\n".join(lines), top[0][0].index
+
+
+class Saliency:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                **_image_and_backbone(),
+                **_target(),
+                "method": (list(SALIENCY_METHODS), {"default": "gradient", "tooltip": "gradient: |d score / d "
+                           "pixel| (CS231n); smoothgrad: its mean over noisy copies; gradient_x_input; "
+                           "integrated_gradients: from a baseline to the image; gradcam: where at a layer."}),
+            },
+            "optional": {
+                "samples": ("INT", {"default": 25, "min": 1, "max": 500, "tooltip": "smoothgrad: noisy copies."}),
+                "noise": ("FLOAT", {"default": 0.15, "min": 0.0, "max": 1.0, "step": 0.01,
+                                    "tooltip": "smoothgrad: noise std in 0..1 pixel units."}),
+                "steps": ("INT", {"default": 64, "min": 1, "max": 1000,
+                                  "tooltip": "integrated_gradients: points on the path from the baseline."}),
+                "baseline": (list(BASELINES), {"default": "black", "tooltip": "integrated_gradients: the "
+                             "picture of 'nothing' the path starts from: black, or the image blurred."}),
+                "layer": ([AUTO, *ALL_LAYERS], {"default": AUTO, "tooltip": "gradcam: the layer; auto = the "
+                          "backbone's default layer. Deeper = coarser and more about the class."}),
+                "blend": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
+                                    "tooltip": "How strongly the heat map covers the image."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX,
+                                 "tooltip": "smoothgrad: seed of the noise; image i uses seed + i."}),
+            },
+        }
+
+    RETURN_TYPES = ("MASK", "IMAGE")
+    RETURN_NAMES = ("saliency", "heatmap")
+    OUTPUT_TOOLTIPS = ("Per image, 0..1: how much each pixel counts for the target class (1 = the most).",
+                       "The saliency in colour (blue low, red high) over the image.")
+    FUNCTION = "explain"
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Where the network looks: a saliency map of the pixels that decide the class score, with the "
+                   "attribution methods of CS231n and captum.")
+
+    def explain(self, image: torch.Tensor, backbone: Backbone, target: int, method: str, samples: int = 25,
+                noise: float = 0.15, steps: int = 64, baseline: str = "black", layer: str = AUTO,
+                blend: float = 0.5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        picture = from_bhwc(image)
+        layer = backbone.spec.default_layer if layer == AUTO else layer
+        batched = _BATCHED if method in ("smoothgrad", "integrated_gradients") else 1
+        with host.dreaming(backbone, _memory(tuple(picture.shape[-2:]), backbone, {LOGITS}, batched)):
+            maps = saliency_map(picture, backbone, target, method, samples=samples, noise=noise, steps=steps,
+                                baseline=baseline, layer=layer, seed=seed)
+            coloured = heatmap(picture.to(maps.device), maps, blend)
+        device = host.output_device()
+        return maps[:, 0].to(device), to_bhwc(coloured).to(device)
+
+
+class ClassVisualize:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "backbone": ("DD_BACKBONE", {"tooltip": "The classifier whose idea of a class to paint."}),
+                **_target(0, 0, "The class to paint (index into the backbone's classes, e.g. ImageNet 0..999)."),
+                "width": ("INT", {"default": 224, "min": 32, "max": 2048, "step": 8, "tooltip": "Picture width."}),
+                "height": ("INT", {"default": 224, "min": 32, "max": 2048, "step": 8, "tooltip": "Picture height."}),
+                "batch": ("INT", {"default": 1, "min": 1, "max": 64,
+                                  "tooltip": "How many pictures, each from the noise of seed + i."}),
+                "steps": ("INT", {"default": 100, "min": 0, "max": 5000, "tooltip": "Ascent steps per octave."}),
+                "step_size": ("FLOAT", {"default": 0.02, "min": 0.0, "max": 0.5, "step": 0.001,
+                                        "tooltip": "Mean pixel change per step (0..1 units)."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "tooltip": "Seed of the start noise "
+                         "and the jitter."}),
+            },
+            "optional": {
+                "l2_weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.1, "tooltip":
+                              "Pulls pixels towards grey (CS231n's L2 regulariser): calmer pictures."}),
+                "jitter": ("INT", {"default": 16, "min": 0, "max": 256, "tooltip": "Largest random shift per step."}),
+                "blur_sigma": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 5.0, "step": 0.1,
+                                         "tooltip": "Blur applied every blur_every steps; 0 = off."}),
+                "blur_every": ("INT", {"default": 10, "min": 0, "max": 1000, "tooltip": "Blur period in steps."}),
+                "octaves": ("INT", {"default": 1, "min": 1, "max": 8, "tooltip": "Start smaller and grow 1.4x per "
+                            "octave: larger shapes."}),
+                "init_image": ("IMAGE", {"tooltip": "Start from this picture instead of noise."}),
+            },
+        }
+
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("Pictures that the network scores as the class.",)
+    FUNCTION = "visualize"
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("What the network wants to see: gradient ascent on a class score from noise, regularised by "
+                   "jitter, blur and an L2 pull to grey (Simonyan et al., CS231n).")
+
+    def visualize(self, backbone: Backbone, target: int, width: int, height: int, batch: int, steps: int,
+                  step_size: float, seed: int, l2_weight: float = 1.0, jitter: int = 16, blur_sigma: float = 0.5,
+                  blur_every: int = 10, octaves: int = 1,
+                  init_image: torch.Tensor | None = None) -> tuple[torch.Tensor]:
+        start = None if init_image is None else from_bhwc(init_image, "init_image")
+        with host.dreaming(backbone, _memory((height, width), backbone, {LOGITS})):
+            made = class_visualize(backbone, target, size=(height, width), batch=batch, steps=steps,
+                                   step_size=step_size, l2_weight=l2_weight, jitter=jitter, blur_sigma=blur_sigma,
+                                   blur_every=blur_every, octaves=octaves, init=start, seed=seed,
+                                   progress=host.progress(), cancel=host.interrupted)
+            return (to_bhwc(made).to(host.output_device()),)
+
+
+class FoolingImage:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                **_image_and_backbone(),
+                **_target(0, 0, "The class the network should be made to say."),
+                "method": (list(FOOLING_METHODS), {"default": "ascent", "tooltip": "ascent: small normalised "
+                           "steps until the network says the target (CS231n); fgsm: one signed step of epsilon; "
+                           "pgd: signed steps kept within epsilon of the image."}),
+                "max_steps": ("INT", {"default": 100, "min": 1, "max": 5000, "tooltip": "Give up after this many."}),
+            },
+            "optional": {
+                "step_size": ("FLOAT", {"default": 0.002, "min": 0.0001, "max": 0.1, "step": 0.0001, "round": 0.00001,
+                                        "tooltip": "ascent: mean pixel change per step (0..1 units)."}),
+                "epsilon": ("FLOAT", {"default": 8 / 255, "min": 0.0001, "max": 1.0, "step": 0.0001,
+                                      "round": 0.00001, "tooltip": "fgsm, pgd: the largest change of any pixel "
+                                      "(0..1 units; 8/255 = 0.031 is the usual budget)."}),
+                "magnify": ("FLOAT", {"default": 10.0, "min": 1.0, "max": 1000.0, "step": 1.0, "tooltip":
+                            "How much the difference image enlarges the change (grey = unchanged)."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "tooltip": "pgd: seed of the random "
+                         "start; image i uses seed + i."}),
+            },
+        }
+
+    RETURN_TYPES = ("IMAGE", "IMAGE", "STRING")
+    RETURN_NAMES = ("fooled", "difference", "report")
+    OUTPUT_TOOLTIPS = ("The changed images.", "The change, magnified around grey.",
+                       "Per image: the prediction before and after, steps, the L-inf and L2 size of the change; "
+                       "'NOT fooled' when the target was not reached.")
+    FUNCTION = "fool"
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("How little it takes: the smallest change found that makes the network say the target class "
+                   "(CS231n fooling images, FGSM, PGD).")
+
+    def fool(self, image: torch.Tensor, backbone: Backbone, target: int, method: str, max_steps: int,
+             step_size: float = 0.002, epsilon: float = 8 / 255, magnify: float = 10.0,
+             seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, str]:
+        picture = from_bhwc(image)
+        with host.dreaming(backbone, _memory(tuple(picture.shape[-2:]), backbone, {LOGITS})):
+            fooled, reports = fool(picture, backbone, target, method=method, max_steps=max_steps,
+                                   step_size=step_size, epsilon=epsilon, seed=seed, progress=host.progress(),
+                                   cancel=host.interrupted)
+        difference = (0.5 + magnify * (fooled - picture.to(fooled.device))).clamp(0, 1)
+        device = host.output_device()
+        report = "\n".join(f"image {i}: {r}" for i, r in enumerate(reports))
+        return to_bhwc(fooled).to(device), to_bhwc(difference).to(device), report
+
+
+class FeatureInversion:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                **_image_and_backbone(),
+                "layer": (ALL_LAYERS, {"default": "inception3a", "tooltip": "The layer whose features to match: "
+                          "early layers give the picture back, deep ones what matters to the class."}),
+                "steps": ("INT", {"default": 200, "min": 0, "max": 5000, "tooltip": "Optimizer steps."}),
+                "learning_rate": ("FLOAT", {"default": 0.05, "min": 0.0001, "max": 1.0, "step": 0.001,
+                                            "tooltip": "Adam's step in 0..1 pixel units."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX,
+                                 "tooltip": "Seed of the start noise; image i uses seed + i."}),
+            },
+            "optional": {
+                "tv_weight": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1000.0, "step": 0.05,
+                                        "tooltip": "Smoothness prior: against pixel noise."}),
+                "l2_weight": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 100.0, "step": 0.05,
+                                        "tooltip": "Pull towards grey: against extreme colours."}),
+                "jitter": ("INT", {"default": 0, "min": 0, "max": 64,
+                                   "tooltip": "Random shift per step, a further prior; 0 = off."}),
+            },
+        }
+
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("Pictures whose features at the layer match the input's.",)
+    FUNCTION = "invert"
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("What a layer keeps: from noise, an image is optimised until its features at the layer match "
+                   "the input's (Mahendran & Vedaldi, CS231n).")
+
+    def invert(self, image: torch.Tensor, backbone: Backbone, layer: str, steps: int, learning_rate: float,
+               seed: int, tv_weight: float = 0.5, l2_weight: float = 0.0, jitter: int = 0) -> tuple[torch.Tensor]:
+        picture = from_bhwc(image)
+        layer = backbone.resolve(layer)
+        with host.dreaming(backbone, _memory(tuple(picture.shape[-2:]), backbone, {layer})):
+            inverted = invert_features(picture, backbone, layer, steps=steps, learning_rate=learning_rate,
+                                       tv_weight=tv_weight, l2_weight=l2_weight, jitter=jitter, seed=seed,
+                                       progress=host.progress(), cancel=host.interrupted)
+            return (to_bhwc(inverted).to(host.output_device()),)
