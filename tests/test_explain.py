@@ -110,6 +110,9 @@ def test_predicted_target_and_maps_are_per_item(shapes_net):
     assert torch.equal(dc.attribution(images, shapes_net, -1, "gradient"),
                        torch.cat([dc.attribution(images[:1], shapes_net, HORIZONTAL, "gradient"),
                                   dc.attribution(images[1:], shapes_net, VERTICAL, "gradient")]))
+    gradient = dc.attribution(images, shapes_net, None, "gradient")
+    cs231n = gradient.abs().amax(1, keepdim=True)  # CS231n: the largest magnitude over the colours
+    assert torch.allclose(dc.saliency_map(images, shapes_net), cs231n / cs231n.flatten(1).amax(1).view(-1, 1, 1, 1))
     for method in dc.SALIENCY_METHODS:
         maps = dc.saliency_map(images, shapes_net, None, method, samples=2, steps=4, layer="relu2")
         assert maps.shape == (2, 1, SIZE, SIZE) and maps.min() >= 0
