@@ -25,7 +25,7 @@ from .pyramid import gaussian_blur, octave_sizes, resize
 from .references import reference_activations
 
 __all__ = ["Prediction", "classify", "logits", "attribution", "saliency_map", "heatmap", "class_visualize",
-           "fool", "FoolingReport", "invert_features", "psnr", "SALIENCY_METHODS", "BASELINES", "FOOLING_METHODS"]
+           "fool", "FoolingReport", "invert_features", "psnr", "last_feature_layer", "SALIENCY_METHODS", "BASELINES", "FOOLING_METHODS"]
 
 SALIENCY_METHODS = ("gradient", "smoothgrad", "gradient_x_input", "integrated_gradients", "gradcam")
 BASELINES = ("black", "blur")
@@ -155,9 +155,16 @@ def attribution(image: Tensor, backbone: Backbone, target: int | None = None, me
             gradients = _score_gradient(start + alphas * (x - start), backbone, item_target)
             result = (x - start) * (path_weights * gradients).sum(0, keepdim=True)
         else:
-            result = _grad_cam(x, backbone, item_target, backbone.resolve(layer or backbone.spec.default_layer))
+            result = _grad_cam(x, backbone, item_target, backbone.resolve(layer or last_feature_layer(backbone)))
         results.append(result.to(picture.device))
     return torch.cat(results)
+
+
+def last_feature_layer(backbone: Backbone) -> str:
+    """The deepest layer before ``logits``: where Grad-CAM looks by default."""
+    layers = [name for name in backbone.spec.layers if name != LOGITS]
+    check(bool(layers), f"layer: {backbone.name} has no layer before its logits.")
+    return layers[-1]
 
 
 def _grad_cam(x: Tensor, backbone: Backbone, target: int, layer: str) -> Tensor:

@@ -76,8 +76,8 @@ class Saliency:
                                   "tooltip": "integrated_gradients: points on the path from the baseline."}),
                 "baseline": (list(BASELINES), {"default": "black", "tooltip": "integrated_gradients: the "
                              "picture of 'nothing' the path starts from: black, or the image blurred."}),
-                "layer": ([AUTO, *ALL_LAYERS], {"default": AUTO, "tooltip": "gradcam: the layer; auto = the "
-                          "backbone's default layer. Deeper = coarser and more about the class."}),
+                "layer": ([AUTO, *ALL_LAYERS], {"default": AUTO, "tooltip": "gradcam: the layer; auto = the last "
+                          "one before the classifier (Grad-CAM's choice). Earlier = finer, less about the class."}),
                 "blend": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
                                     "tooltip": "How strongly the heat map covers the image."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX,
@@ -98,7 +98,7 @@ class Saliency:
                 noise: float = 0.15, steps: int = 64, baseline: str = "black", layer: str = AUTO,
                 blend: float = 0.5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         picture = from_bhwc(image)
-        layer = backbone.spec.default_layer if layer == AUTO else layer
+        layer = None if layer == AUTO else layer
         batched = _BATCHED if method in ("smoothgrad", "integrated_gradients") else 1
         with host.dreaming(backbone, _memory(tuple(picture.shape[-2:]), backbone, {LOGITS}, batched)):
             maps = saliency_map(picture, backbone, target, method, samples=samples, noise=noise, steps=steps,

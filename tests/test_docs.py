@@ -8,6 +8,7 @@ import pytest
 
 import dream_core
 import dream_core.backbones
+import dream_core.explain
 import dream_core.features
 import dream_core.loop
 import dream_core.objectives
@@ -16,7 +17,8 @@ import dream_core.style
 from conftest import ROOT
 
 
-@pytest.mark.parametrize("module", [dream_core, dream_core.backbones, dream_core.features, dream_core.loop,
+@pytest.mark.parametrize("module", [dream_core, dream_core.backbones, dream_core.explain, dream_core.features,
+                                    dream_core.loop,
                                     dream_core.objectives, dream_core.pyramid, dream_core.style])
 def test_docstring_examples(module, monkeypatch):
     monkeypatch.chdir(ROOT)  # the package example reads assets/example.jpg
@@ -88,3 +90,16 @@ def test_readme_commands_run_as_written_at_a_small_size(command, tmp_path, monke
     argv += [item for pair in small.items() for item in pair]
     assert main(argv) == 0, argv
     assert list(tmp_path.iterdir()), "nothing was written"
+
+
+def test_the_explain_figure_tool_runs(tmp_path):
+    """``tools/make_explain_figure.py``, which made the README's Explain picture, on random weights."""
+    import subprocess
+    import sys
+
+    output = tmp_path / "explain.jpg"
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "make_explain_figure.py"), "random",
+                             str(ROOT / "assets" / "example.jpg"), "-o", str(output), "--size", "64", "--steps", "2"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "Classify:" in result.stdout and "Fooling:" in result.stdout and output.exists()

@@ -20,7 +20,7 @@ def probabilities(net, images):
     return dc.logits(images, net).softmax(1)
 
 
-def test_the_shapes_net_learns_its_four_classes(shapes_net):
+def test_the_shapes_net_learns_its_five_classes(shapes_net):
     for kind in range(len(CLASSES)):
         assert (dc.logits(held_out(kind, 50), shapes_net).argmax(1) == kind).float().mean() > 0.95, CLASSES[kind]
 
@@ -72,6 +72,8 @@ def test_each_method_equals_captums_implementation(shapes_net):
     blurred = dc.gaussian_blur(image, SIZE / 20)
     assert close(dc.attribution(image, shapes_net, target, "integrated_gradients", steps=16, baseline="blur"),
                  ig.attribute(image, baselines=blurred, target=target, n_steps=16, method="gausslegendre"))
+    assert torch.equal(dc.attribution(image, shapes_net, target, "gradcam"),  # default: the last layer before logits
+                       dc.attribution(image, shapes_net, target, "gradcam", layer="relu3"))
     layer = dict(shapes_net.stages)["relu2"]
     assert close(dc.attribution(image, shapes_net, target, "gradcam", layer="relu2"),
                  captum.LayerGradCam(model, layer).attribute(image, target=target, relu_attributions=True))
