@@ -11,6 +11,8 @@ Nothing here imports ComfyUI; the node pack at the repository root wraps these f
 imports only from this top level.
 """
 
+from .animate import (FLOWS, dream_video, dream_zoom, estimate_flow, flow_validity, video_frames, warp, zoom_frames,
+                      zoom_transform)
 from .ascent import GRAD_NORMS, ascent_step, image_gradient, normalize_gradient, random_shift
 from .backbones import (BACKBONES, LOGITS, POOLINGS, Backbone, BackboneSpec, average_pooling, backbone_from_module,
                         backbone_names, fold_batchnorm, get_spec)
@@ -32,18 +34,20 @@ from .style import INITS, gatys_layers, scale_sizes, stylize, stylize_memory
 from .weights import WEIGHT_EXTENSIONS, download_weights, load_backbone, read_state_dict
 
 __all__ = [
-    "BACKBONES", "BASELINES", "DETAIL_MODES", "FOOLING_METHODS", "GRAD_NORMS", "INITS", "INPUT", "LBFGS_HISTORY",
-    "LOGITS", "LOSSES", "OPTIMIZERS", "POOLINGS", "PRECISIONS", "SALIENCY_METHODS", "STATISTICS", "TV_KINDS",
-    "WEIGHT_EXTENSIONS", "Ascent", "Backbone", "BackboneSpec", "DreamCancelled", "DreamError", "FeatureExtractor",
-    "FoolingReport", "LayerError", "LayerTerm", "Objective", "OctaveSettings", "Prediction", "Progress",
-    "ShapeError", "TilePolicy", "WeightsError", "ascent_step", "attribution", "autocast_dtype", "average_pooling",
-    "backbone_from_module", "backbone_names", "channel", "check_image", "check_tile_size", "class_visualize",
-    "classify", "content", "content_objective", "deepdream", "deepdream_memory", "download_weights",
-    "dream_octaves", "fold_batchnorm", "fool", "from_bhwc", "gatys_layers", "gaussian_blur", "get_spec",
-    "gram_matrix", "guide", "guided_objective", "heatmap", "image_gradient", "invert_features", "item_generator",
-    "keep_colors", "l2", "layer_objective", "load_backbone", "load_image", "logits", "mean_activation",
-    "mean_covariance", "normalize_gradient", "objective", "octave_sizes", "optimize", "pixel_l2", "prepare_mask",
-    "psnr", "random_shift", "read_state_dict", "reference_activations", "resize", "resize_longer_side",
-    "saliency_map", "save_image", "scale_sizes", "style_match", "style_objective", "style_statistic", "stylize",
-    "stylize_memory", "terms_objective", "to_bhwc", "to_pil", "total_variation", "tuned_for",
+    "BACKBONES", "BASELINES", "DETAIL_MODES", "FLOWS", "FOOLING_METHODS", "GRAD_NORMS", "INITS", "INPUT",
+    "LBFGS_HISTORY", "LOGITS", "LOSSES", "OPTIMIZERS", "POOLINGS", "PRECISIONS", "SALIENCY_METHODS", "STATISTICS",
+    "TV_KINDS", "WEIGHT_EXTENSIONS", "Ascent", "Backbone", "BackboneSpec", "DreamCancelled", "DreamError",
+    "FeatureExtractor", "FoolingReport", "LayerError", "LayerTerm", "Objective", "OctaveSettings", "Prediction",
+    "Progress", "ShapeError", "TilePolicy", "WeightsError", "ascent_step", "attribution", "autocast_dtype",
+    "average_pooling", "backbone_from_module", "backbone_names", "channel", "check_image", "check_tile_size",
+    "class_visualize", "classify", "content", "content_objective", "deepdream", "deepdream_memory",
+    "download_weights", "dream_octaves", "dream_video", "dream_zoom", "estimate_flow", "flow_validity",
+    "fold_batchnorm", "fool", "from_bhwc", "gatys_layers", "gaussian_blur", "get_spec", "gram_matrix", "guide",
+    "guided_objective", "heatmap", "image_gradient", "invert_features", "item_generator", "keep_colors", "l2",
+    "layer_objective", "load_backbone", "load_image", "logits", "mean_activation", "mean_covariance",
+    "normalize_gradient", "objective", "octave_sizes", "optimize", "pixel_l2", "prepare_mask", "psnr",
+    "random_shift", "read_state_dict", "reference_activations", "resize", "resize_longer_side", "saliency_map",
+    "save_image", "scale_sizes", "style_match", "style_objective", "style_statistic", "stylize", "stylize_memory",
+    "terms_objective", "to_bhwc", "to_pil", "total_variation", "tuned_for", "video_frames", "warp", "zoom_frames",
+    "zoom_transform",
 ]

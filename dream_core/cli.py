@@ -1,4 +1,4 @@
-"""``python -m dream_core``: the same dreams and style transfers as the nodes, on image files."""
+"""``python -m dream_core``: the same dreams, style transfers and animations as the nodes, on image and video files."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ from pathlib import Path
 
 import torch
 
-from . import (BACKBONES, DETAIL_MODES, GRAD_NORMS, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, STATISTICS, TV_KINDS,
+from . import (BACKBONES, DETAIL_MODES, FLOWS, GRAD_NORMS, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, STATISTICS, TV_KINDS,
                Backbone, DreamCancelled, DreamError, LayerTerm, Objective, deepdream, gatys_layers, get_spec,
-               layer_objective, load_backbone, load_image, resize_longer_side, save_image, style_objective, stylize)
+               layer_objective, load_backbone, load_image, resize_longer_side, save_image, style_objective, stylize,
+               video_frames, zoom_frames)
 from .loop import ProgressFn
+from .media import (MOVIE_SUFFIXES, count_frames, frame_folder, frame_path, read_frames, save_frame, write_movie,
+                    written_frames)
 
 DEFAULT_WEIGHTS_DIR = Path(os.environ.get("DEEPDREAM_WEIGHTS", Path.home() / ".cache" / "deepdream-nodes"))
 
@@ -112,7 +115,45 @@ def build_parser() -> argparse.ArgumentParser:
     style.add_argument("--init", default="content", help="'content', 'noise' or an image file to start from")
     style.add_argument("--original-colors", action="store_true", help="keep the content's colours")
     style.add_argument("--pooling", default="max", choices=list(POOLINGS), help="max or avg pooling (VGG)")
+
+    zoom = commands.add_parser(
+        "zoom", help="the endless zoom into a dream: a GIF, an MP4 or a folder of frames", epilog=_catalogue(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Dream a frame, zoom/rotate/shift it, dream again. Frames are written as they are made into "
+                    "OUT_frames/ (or OUT when it has no movie suffix); a run that stops resumes where it was.")
+    zoom.add_argument("input", type=Path, help="image file of the first frame")
+    _add_shared(zoom, "googlenet")
+    _add_animation(zoom, steps=5)
+    zoom.add_argument("--frames", type=int, default=60, help="frames to make (default 60)")
+    zoom.add_argument("--zoom", type=float, default=1.05, help="enlargement per frame (default 1.05)")
+    zoom.add_argument("--rotate", type=float, default=0.0, help="degrees per frame, counter-clockwise (default 0)")
+    zoom.add_argument("--shift", type=float, nargs=2, default=(0.0, 0.0), metavar=("X", "Y"),
+                      help="pixels per frame right and down (default 0 0)")
+    zoom.add_argument("--layers-end", nargs="+", metavar="NAME[@CH][:W]",
+                      help="morph towards these layers by the last frame")
+
+    video = commands.add_parser(
+        "video", help="dream every frame of a video, following its motion", epilog=_catalogue(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Each frame starts from the last dreamed frame warped along the optical flow. Frames are "
+                    "read and written one at a time into OUT_frames/ (resumable), then assembled into OUT.")
+    video.add_argument("input", type=Path, help="video file (PyAV) or a folder of frames")
+    _add_shared(video, "googlenet")
+    _add_animation(video, steps=5)
+    video.add_argument("--blend", type=float, default=0.8, help="share of the warped last dream (default 0.8)")
+    video.add_argument("--flow", default="dis", choices=list(FLOWS), help="optical flow (default dis; OpenCV)")
     return parser
+
+
+def _add_animation(command: argparse.ArgumentParser, steps: int) -> None:
+    """Options of both animations: the layers and the per-frame dream."""
+    command.add_argument("--layers", nargs="+", metavar="NAME[@CH][:W]", help="layers to amplify (default: the "
+                         "backbone's default layer)")
+    command.add_argument("--steps", type=int, default=steps, help=f"steps per frame (default {steps})")
+    command.add_argument("--step-size", type=float, default=0.01, help="pixel change per step (default 0.01)")
+    command.add_argument("--jitter", type=int, default=32, help="largest random roll in pixels (default 32)")
+    command.add_argument("--octaves", type=int, default=1, help="pyramid levels per frame (default 1)")
+    command.add_argument("--fps", type=float, default=12.0, help="frames per second of the movie (default 12)")
 
 
 def pick_device(name: str) -> torch.device:
@@ -203,11 +244,80 @@ def run_style(args: argparse.Namespace) -> Path:
     return save_image(result, args.output or args.content.with_name(f"{args.content.stem}_style.png"))
 
 
+def _layers(texts: list[str] | None, backbone: str) -> Objective:
+    return Objective.sum(parse_layer(text, "l2", 0) for text in (texts or [get_spec(backbone).default_layer]))
+
+
+def _animation_settings(args: argparse.Namespace) -> dict:
+    return {"steps": args.steps, "step_size": args.step_size, "jitter": args.jitter, "octaves": args.octaves,
+            "precision": args.precision}
+
+
+def _finish(folder: Path, count: int, output: Path, fps: float) -> Path:
+    return write_movie(folder, count, output, fps) if output.suffix.lower() in MOVIE_SUFFIXES else folder
+
+
+def _check_output(output: Path) -> None:
+    """Refuse a movie format we cannot write before any work is done."""
+    if output.suffix and output.suffix.lower() not in MOVIE_SUFFIXES:
+        raise DreamError(f"--output: {output.suffix} is not a movie format; use .gif or .mp4, or a folder name.")
+
+
+def run_zoom(args: argparse.Namespace) -> Path:
+    output = args.output or args.input.with_name(f"{args.input.stem}_zoom.gif")
+    _check_output(output)
+    objective = _layers(args.layers, args.backbone)
+    end = None if args.layers_end is None else _layers(args.layers_end, args.backbone)
+    folder = frame_folder(output)
+    done = min(written_frames(folder), args.frames)
+    start = _read(args.input, args.size) if done == 0 else load_image(frame_path(folder, done - 1))
+    backbone = _backbone(args)
+    with _progress_bar(f"zooming into {args.input.name}") as advance:
+        frames = zoom_frames(start, backbone, objective, args.frames, zoom=args.zoom, rotate=args.rotate,
+                             shift=tuple(args.shift), objective_end=end, seed=args.seed, start_frame=done,
+                             mask=_mask(args), progress=advance, **_animation_settings(args))
+        for index, frame in enumerate(frames, start=done):
+            save_frame(frame, folder, index)
+    return _finish(folder, args.frames, output, args.fps)
+
+
+def run_video(args: argparse.Namespace) -> Path:
+    output = args.output or args.input.with_name(f"{args.input.stem}_dream.mp4")
+    _check_output(output)
+    objective = _layers(args.layers, args.backbone)
+    folder = frame_folder(output)
+    done = written_frames(folder)
+    total = count_frames(args.input)
+    sources = read_frames(args.input, args.size)
+    previous = None
+    for index in range(done):  # resume: skip what is written, keep the last source and dream
+        source = next(sources, None)
+        if source is None:
+            break
+        if index == done - 1:
+            previous = (source, load_image(frame_path(folder, index)))
+    backbone = _backbone(args)
+    count = done
+    with _progress_bar(f"dreaming {args.input.name}") as advance:
+        frames = video_frames(sources, backbone, objective, blend=args.blend, flow=args.flow, seed=args.seed + done,
+                              masks=None if args.mask is None else _repeat(_mask(args)),
+                              total=None if total is None else max(total - done, 1), previous=previous,
+                              progress=advance, **_animation_settings(args))
+        for count, frame in enumerate(frames, start=done + 1):
+            save_frame(frame, folder, count - 1)
+    return _finish(folder, count, output, args.fps)
+
+
+def _repeat(mask: torch.Tensor) -> Iterator[torch.Tensor]:
+    while True:
+        yield mask
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
-        output = run_style(args) if args.command == "style" else run_dream(args)
+        output = {"dream": run_dream, "style": run_style, "zoom": run_zoom, "video": run_video}[args.command](args)
     except (DreamError, DreamCancelled) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

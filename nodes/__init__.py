@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import host
+from .animation_nodes import DreamVideo, DreamZoom
 from .backbone_nodes import LoadBackbone, SelectLayer
 from .dream_nodes import DeepDream, GuidedDream, OctavePyramid
 from .explain_nodes import Classify, ClassVisualize, FeatureInversion, FoolingImage, Saliency
@@ -16,6 +17,9 @@ NODE_CONFIG = {
     "DD_OctavePyramid": {"class": OctavePyramid, "name": "Octave Pyramid"},
     "DD_DeepDream": {"class": DeepDream, "name": "DeepDream"},
     "DD_GuidedDream": {"class": GuidedDream, "name": "Guided Dream"},
+    # Animation
+    "DD_DreamZoom": {"class": DreamZoom, "name": "Dream Zoom"},
+    "DD_DreamVideo": {"class": DreamVideo, "name": "Dream Video Frames"},
     # Style
     "DD_StyleTransfer": {"class": StyleTransfer, "name": "Neural Style Transfer"},
     # Explain

@@ -1,0 +1,203 @@
+"""Dream animation: the endless zoom into a dream, and dreamed video that stays coherent.
+
+Both are generators that yield one frame at a time, so a caller can stream hundreds of frames to
+disk with flat memory; :func:`dream_zoom` and :func:`dream_video` collect them into a batch for the
+nodes. Every frame is a :func:`~dream_core.dream.deepdream` call reporting to one shared
+:class:`~dream_core.loop.Progress` (frames x octaves x steps) and asking ``cancel`` before every step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+
+import torch
+from torch import Tensor
+
+from .backbones import Backbone
+from .errors import DreamError, check
+from .images import check_image
+from .loop import Cancel, Progress, ProgressFn
+from .objectives import Objective
+
+__all__ = ["zoom_transform", "zoom_frames", "dream_zoom", "video_frames", "dream_video", "estimate_flow",
+           "warp", "flow_validity", "FLOWS"]
+
+FLOWS = ("none", "farneback", "dis")
+FLOW_TOLERANCE = 1.0
+"""Forward-backward disagreement (pixels) above which a flow vector counts as unreliable (occlusion)."""
+
+
+def zoom_transform(image: Tensor, zoom: float = 1.05, rotate: float = 0.0, shift: tuple[float, float] = (0.0, 0.0)) -> Tensor:
+    """The next frame of a zoom: ``image`` :math:`(B, 3, H, W)` enlarged ``zoom`` times about its centre,
+    rotated by ``rotate`` degrees (counter-clockwise) and moved by ``shift`` = ``(x, y)`` pixels.
+
+    Resampled bilinearly by kornia, with reflected borders, so a rotation or an outward zoom shows
+    no black corners. With ``zoom > 1`` and no rotation or shift it is the crop of the central
+    :math:`1/\\text{zoom}` of the frame, enlarged back to :math:`(H, W)`.
+    """
+    from kornia.geometry.transform import get_rotation_matrix2d, warp_affine
+
+    check(zoom > 0 and math.isfinite(zoom), f"zoom: must be above 0, got {zoom}.")
+    batch, _, height, width = image.shape
+    options = {"device": image.device, "dtype": torch.float32}
+    centre = torch.tensor([[(width - 1) / 2, (height - 1) / 2]], **options).expand(batch, 2)
+    matrix = get_rotation_matrix2d(centre, torch.full((batch,), float(rotate), **options),
+                                   torch.full((batch, 2), float(zoom), **options))
+    matrix[:, 0, 2] += shift[0]
+    matrix[:, 1, 2] += shift[1]
+    return warp_affine(image.float(), matrix, (height, width), padding_mode="reflection", align_corners=True)
+
+
+def zoom_frames(image: Tensor, backbone: Backbone, objective: Objective, frames: int, *, zoom: float = 1.05,
+                rotate: float = 0.0, shift: tuple[float, float] = (0.0, 0.0), objective_end: Objective | None = None,
+                seed: int = 0, start_frame: int = 0, progress: Progress | ProgressFn | None = None,
+                cancel: Cancel | None = None, **dream_options) -> Iterator[Tensor]:
+    """Yield ``frames`` dreamed frames :math:`(1, 3, H, W)` of an endless zoom, one at a time.
+
+    Frame 0 is ``image`` (its first item) dreamed; each next frame is the last one moved by
+    :func:`zoom_transform` and dreamed again, with seed ``seed + frame``. With ``objective_end`` the
+    objective morphs linearly from ``objective`` (frame 0) to ``objective_end`` (the last frame).
+    ``start_frame`` resumes a run: ``image`` is then the frame before it, already dreamed.
+    ``dream_options`` go to :func:`~dream_core.dream.deepdream` (steps, step_size, jitter, octaves, mask...).
+    """
+    from .dream import deepdream
+
+    check(frames >= 1, f"frames: must be 1 or more, got {frames}.")
+    check(0 <= start_frame <= frames, f"start_frame: must be in 0..{frames}, got {start_frame}.")
+    frame = check_image(image)[:1]
+    job = Progress.of(progress)
+    job.begin(frames)
+    for index in range(start_frame, frames):
+        if index > 0:
+            frame = zoom_transform(frame, zoom, rotate, shift)
+        share = index / (frames - 1) if frames > 1 else 0.0
+        wanted = objective if objective_end is None or share == 0 else \
+            (objective_end if share == 1 else (1 - share) * objective + share * objective_end)
+        frame = deepdream(frame, backbone, wanted, seed=seed + index, progress=job.part(index, frames),
+                          cancel=cancel, **dream_options)
+        yield frame
+
+
+def dream_zoom(image: Tensor, backbone: Backbone, objective: Objective, frames: int, **options) -> Tensor:
+    """:func:`zoom_frames` collected into a batch :math:`(\\text{frames}, 3, H, W)`."""
+    return torch.cat(list(zoom_frames(image, backbone, objective, frames, **options)))
+
+
+def _grey(image: Tensor):
+    """:math:`(1, 3, H, W)` in 0..1 -> an 8-bit greyscale numpy array, what OpenCV's flows read."""
+    grey = (0.299 * image[0, 0] + 0.587 * image[0, 1] + 0.114 * image[0, 2]).clamp(0, 1)
+    return (grey * 255 + 0.5).to(torch.uint8).cpu().numpy()
+
+
+def estimate_flow(source: Tensor, target: Tensor, method: str = "farneback") -> Tensor:
+    """Dense optical flow :math:`(1, 2, H, W)` from ``source`` to ``target`` (both :math:`(1, 3, H, W)`):
+    the pixel at ``p`` in ``source`` is at ``p + flow[p]`` in ``target`` (x first, in pixels).
+
+    ``farneback`` and ``dis`` are OpenCV's (``pip install opencv-python-headless``).
+    """
+    check(method in FLOWS and method != "none", f"flow: unknown {method!r}; choose one of {', '.join(FLOWS[1:])}.")
+    try:
+        import cv2
+    except ImportError:
+        raise DreamError(f"flow: '{method}' needs OpenCV; pip install opencv-python-headless "
+                         "(or choose flow 'none').") from None
+    first, second = _grey(source), _grey(target)
+    if method == "farneback":
+        flow = cv2.calcOpticalFlowFarneback(first, second, None, 0.5, 4, 15, 5, 5, 1.1, 0)
+    else:
+        flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(first, second, None)
+    return torch.from_numpy(flow).permute(2, 0, 1).unsqueeze(0).to(source.device)
+
+
+def warp(image: Tensor, flow: Tensor) -> Tensor:
+    """Sample ``image`` :math:`(B, C, H, W)` at ``p + flow[p]``: with ``flow`` from frame t to t-1, moves
+    frame t-1's content to where it is in frame t. Borders are replicated."""
+    height, width = image.shape[-2:]
+    ys, xs = torch.meshgrid(torch.arange(height, device=flow.device, dtype=torch.float32),
+                            torch.arange(width, device=flow.device, dtype=torch.float32), indexing="ij")
+    x = (xs + flow[:, 0]) / max(width - 1, 1) * 2 - 1
+    y = (ys + flow[:, 1]) / max(height - 1, 1) * 2 - 1
+    grid = torch.stack([x, y], dim=-1)
+    return torch.nn.functional.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border",
+                                           align_corners=True)
+
+
+def flow_validity(backward: Tensor, forward: Tensor, tolerance: float = FLOW_TOLERANCE) -> Tensor:
+    """Where the flow can be trusted :math:`(1, 1, H, W)` in {0, 1}: following ``backward`` (t -> t-1) then
+    ``forward`` (t-1 -> t) must come back within ``tolerance`` pixels, and land inside the frame
+    (the forward-backward check of Sundaram et al.; occluded and uncovered pixels fail it)."""
+    there = warp(forward, backward)  # the forward flow at the point each pixel came from
+    error = (backward + there).square().sum(1, keepdim=True).sqrt()
+    height, width = backward.shape[-2:]
+    ys, xs = torch.meshgrid(torch.arange(height, device=backward.device), torch.arange(width, device=backward.device),
+                            indexing="ij")
+    inside = ((xs + backward[:, 0] >= 0) & (xs + backward[:, 0] <= width - 1)
+              & (ys + backward[:, 1] >= 0) & (ys + backward[:, 1] <= height - 1)).unsqueeze(1)
+    return ((error <= tolerance) & inside).float()
+
+
+def video_frames(frames: Iterable[Tensor], backbone: Backbone, objective: Objective, *, blend: float = 0.5,
+                 flow: str = "farneback", seed: int = 0, masks: Iterable[Tensor | None] | None = None,
+                 total: int | None = None, previous: tuple[Tensor, Tensor] | None = None,
+                 progress: Progress | ProgressFn | None = None, cancel: Cancel | None = None,
+                 **dream_options) -> Iterator[Tensor]:
+    """Dream a stream of video frames :math:`(1, 3, H, W)` so that the dream sticks to what moves.
+
+    Frame t starts from the previous *dreamed* frame, warped along the optical flow from frame t to
+    frame t-1 of the source (``flow``; ``none`` = not warped, the linear blend of pytorch-deepdream),
+    blended with the source frame t (``blend`` = the share of the warped dream). Where the flow
+    fails the forward-backward check (occlusions, things entering the frame), frame t starts from
+    its source. Frame t is dreamed with seed ``seed + t``.
+
+    Args:
+        frames: the source frames, consumed one at a time (a generator streams a long video).
+        masks: optional per-frame masks (or None entries), passed to the dream.
+        total: the number of frames, for the progress report (default: unknown, each frame a part of 1).
+        previous: ``(source, dream)`` of the frame before the first, to resume a run.
+    """
+    from .dream import deepdream
+
+    check(0.0 <= blend <= 1.0, f"blend: must be in 0..1, got {blend}.")
+    check(flow in FLOWS, f"flow: unknown {flow!r}; choose one of {', '.join(FLOWS)}.")
+    job = Progress.of(progress)
+    job.begin(total or 1)
+    last_source, last_dream = previous if previous is not None else (None, None)
+    mask_stream = iter(masks) if masks is not None else None
+    for index, source in enumerate(frames):
+        source = check_image(source, f"frame {index}")[:1]
+        mask = next(mask_stream, None) if mask_stream is not None else None
+        start = source
+        if last_dream is not None:
+            if last_dream.shape != source.shape:
+                raise DreamError(f"frame {index}: is {tuple(source.shape[-2:])}, the frame before "
+                                 f"{tuple(last_dream.shape[-2:])}; a video's frames must share one size.")
+            carried, valid = _carry(last_dream, last_source, source, flow)
+            start = torch.lerp(source, carried, blend * valid)
+        part = job.part(index, total) if total else job.part(0, 1)
+        dream = deepdream(start, backbone, objective, seed=seed + index, mask=mask, progress=part, cancel=cancel,
+                          **dream_options)
+        last_source, last_dream = source, dream
+        yield dream
+
+
+def _carry(last_dream: Tensor, last_source: Tensor, source: Tensor, flow: str) -> tuple[Tensor, Tensor]:
+    """The last dream moved to where its content is in ``source``, and where that can be trusted."""
+    if flow == "none":
+        return last_dream, torch.ones_like(source[:, :1])
+    backward = estimate_flow(source, last_source, flow)  # frame t -> t-1
+    forward = estimate_flow(last_source, source, flow)  # frame t-1 -> t
+    return warp(last_dream, backward).to(source.dtype), flow_validity(backward, forward).to(source.device)
+
+
+def dream_video(frames: Tensor, backbone: Backbone, objective: Objective,
+                masks: Tensor | None = None, **options) -> Tensor:
+    """:func:`video_frames` on a batch of frames :math:`(T, 3, H, W)` (masks :math:`(T \\text{ or } 1, H, W)`),
+    collected into a batch of the same size."""
+    frames = check_image(frames, "frames")
+    per_frame: Callable[[int], Tensor | None] = (lambda _: None) if masks is None else \
+        (lambda t: masks[t if masks.shape[0] > 1 else 0])
+    stream = (frames[t:t + 1] for t in range(frames.shape[0]))
+    mask_stream = (per_frame(t) for t in range(frames.shape[0]))
+    return torch.cat(list(video_frames(stream, backbone, objective, masks=mask_stream, total=frames.shape[0],
+                                       **options)))

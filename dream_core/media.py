@@ -1,0 +1,128 @@
+"""Frames in and out for the CLI's animations: folders of images, GIF (Pillow), MP4 (PyAV), one frame at a time.
+
+A run writes its frames into a folder as it goes (``frame_00000.png``, ...), so it can be resumed and
+never holds the whole animation in memory; the movie is assembled from that folder at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import DreamError
+from .images import load_image, save_image, to_pil
+from .pyramid import resize_longer_side
+
+__all__ = ["read_frames", "count_frames", "frame_folder", "written_frames", "frame_path", "save_frame", "write_movie",
+           "MOVIE_SUFFIXES", "IMAGE_SUFFIXES"]
+
+MOVIE_SUFFIXES = (".gif", ".mp4")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def _av():
+    try:
+        import av
+    except ImportError:
+        raise DreamError("video: reading or writing MP4 needs PyAV; pip install av "
+                         "(or use a folder of frames, or a .gif).") from None
+    return av
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def count_frames(source: Path) -> int | None:
+    """How many frames ``source`` (a folder of images or a video file) holds, if its header says."""
+    if source.is_dir():
+        return len(_images_in(source))
+    with _av().open(str(source)) as container:
+        return container.streams.video[0].frames or None
+
+
+def read_frames(source: Path, size: int = 0) -> Iterator[Tensor]:
+    """Yield the frames of ``source`` as :math:`(1, 3, H, W)` in 0..1, one at a time; ``size`` > 0
+    resizes each so its longer side is ``size``."""
+    if not source.exists():
+        raise DreamError(f"input: {source} does not exist; give a video file or a folder of frames.")
+    if source.is_dir():
+        paths = _images_in(source)
+        if not paths:
+            raise DreamError(f"input: {source} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+        frames = (load_image(path) for path in paths)
+    else:
+        frames = _decode(source)
+    for frame in frames:
+        yield resize_longer_side(frame, size) if size else frame
+
+
+def _decode(path: Path) -> Iterator[Tensor]:
+    av = _av()
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as error:
+        raise DreamError(f"input: cannot read {path} as a video ({error}).") from None
+    with container:
+        for frame in container.decode(video=0):
+            array = frame.to_ndarray(format="rgb24").astype(np.float32) / 255.0
+            yield torch.from_numpy(array).movedim(-1, 0).unsqueeze(0)
+
+
+def frame_folder(output: Path) -> Path:
+    """Where a run's frames go: ``output`` itself when it has no movie suffix, else ``<output>_frames/``."""
+    return output.with_name(f"{output.stem}_frames") if output.suffix.lower() in MOVIE_SUFFIXES else output
+
+
+def frame_path(folder: Path, index: int) -> Path:
+    return folder / f"frame_{index:05d}.png"
+
+
+def written_frames(folder: Path) -> int:
+    """How many frames a previous run already wrote (``frame_00000.png`` onwards, without a gap)."""
+    count = 0
+    while frame_path(folder, count).exists():
+        count += 1
+    return count
+
+
+def write_movie(folder: Path, count: int, output: Path, fps: float) -> Path:
+    """Assemble frames ``0 .. count-1`` of ``folder`` into ``output`` (.gif or .mp4), reading one frame at a time."""
+    paths = [frame_path(folder, index) for index in range(count)]
+    if output.suffix.lower() == ".gif":
+        from PIL import Image
+
+        frames = (Image.open(path).convert("RGB") for path in paths)
+        first = next(frames)
+        first.save(output, save_all=True, append_images=frames, duration=round(1000 / fps), loop=0)
+        return output
+    if output.suffix.lower() != ".mp4":
+        raise DreamError(f"output: {output.suffix or 'no suffix'} is not a movie format; use .gif or .mp4, "
+                         "or a folder name for the frames alone.")
+    av = _av()
+    with av.open(str(output), mode="w") as container:
+        stream = None
+        for path in paths:
+            picture = to_pil(load_image(path))
+            if stream is None:
+                stream = container.add_stream("libx264", rate=round(fps))
+                stream.width, stream.height = picture.width // 2 * 2, picture.height // 2 * 2  # yuv420p: even sides
+                stream.pix_fmt = "yuv420p"
+            frame = av.VideoFrame.from_image(picture.crop((0, 0, stream.width, stream.height)))
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        if stream is not None:
+            for packet in stream.encode():
+                container.mux(packet)
+    return output
+
+
+def save_frame(frame: Tensor, folder: Path, index: int) -> Path:
+    """Write one frame as ``frame_<index>.png`` in ``folder`` (created if needed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return save_image(frame, frame_path(folder, index))
+
