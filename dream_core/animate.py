@@ -137,7 +137,7 @@ def flow_validity(backward: Tensor, forward: Tensor, tolerance: float = FLOW_TOL
     return ((error <= tolerance) & inside).float()
 
 
-def video_frames(frames: Iterable[Tensor], backbone: Backbone, objective: Objective, *, blend: float = 0.5,
+def video_frames(frames: Iterable[Tensor], backbone: Backbone, objective: Objective, *, carry: float = 0.8,
                  flow: str = "farneback", seed: int = 0, masks: Iterable[Tensor | None] | None = None,
                  total: int | None = None, previous: tuple[Tensor, Tensor] | None = None,
                  progress: Progress | ProgressFn | None = None, cancel: Cancel | None = None,
@@ -146,7 +146,8 @@ def video_frames(frames: Iterable[Tensor], backbone: Backbone, objective: Object
 
     Frame t starts from the previous *dreamed* frame, warped along the optical flow from frame t to
     frame t-1 of the source (``flow``; ``none`` = not warped, the linear blend of pytorch-deepdream),
-    blended with the source frame t (``blend`` = the share of the warped dream). Where the flow
+    blended with the source frame t (``carry`` = the share of the warped dream; the nodes' and the
+    CLI's ``blend``; 0 dreams every frame on its own). Where the flow
     fails the forward-backward check (occlusions, things entering the frame), frame t starts from
     its source. Frame t is dreamed with seed ``seed + t``.
 
@@ -158,7 +159,7 @@ def video_frames(frames: Iterable[Tensor], backbone: Backbone, objective: Object
     """
     from .dream import deepdream
 
-    check(0.0 <= blend <= 1.0, f"blend: must be in 0..1, got {blend}.")
+    check(0.0 <= carry <= 1.0, f"blend: the share of the last dream must be in 0..1, got {carry}.")
     check(flow in FLOWS, f"flow: unknown {flow!r}; choose one of {', '.join(FLOWS)}.")
     job = Progress.of(progress)
     job.begin(total or 1)
@@ -173,7 +174,7 @@ def video_frames(frames: Iterable[Tensor], backbone: Backbone, objective: Object
                 raise DreamError(f"frame {index}: is {tuple(source.shape[-2:])}, the frame before "
                                  f"{tuple(last_dream.shape[-2:])}; a video's frames must share one size.")
             carried, valid = _carry(last_dream, last_source, source, flow)
-            start = torch.lerp(source, carried, blend * valid)
+            start = torch.lerp(source, carried, carry * valid)
         part = job.part(index, total) if total else job.part(0, 1)
         dream = deepdream(start, backbone, objective, seed=seed + index, mask=mask, progress=part, cancel=cancel,
                           **dream_options)

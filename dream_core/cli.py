@@ -299,7 +299,7 @@ def run_video(args: argparse.Namespace) -> Path:
     backbone = _backbone(args)
     count = done
     with _progress_bar(f"dreaming {args.input.name}") as advance:
-        frames = video_frames(sources, backbone, objective, blend=args.blend, flow=args.flow, seed=args.seed + done,
+        frames = video_frames(sources, backbone, objective, carry=args.blend, flow=args.flow, seed=args.seed + done,
                               masks=None if args.mask is None else _repeat(_mask(args)),
                               total=None if total is None else max(total - done, 1), previous=previous,
                               progress=advance, **_animation_settings(args))

@@ -126,7 +126,7 @@ class DreamVideo:
         objective = terms_objective(layers)
         masks = None if mask is None else prepare_mask(mask, video.shape[0], tuple(video.shape[-2:]))[:, 0]
         with host.dreaming(backbone, _memory(tuple(video.shape[-2:]), backbone, objective, octaves)):
-            made = dream_video(video, backbone, objective, masks=masks, blend=blend, flow=flow, seed=seed,
+            made = dream_video(video, backbone, objective, masks=masks, carry=blend, flow=flow, seed=seed,
                                progress=host.progress(), cancel=host.interrupted,
                                **_dream_settings(octaves, steps_per_frame, step_size, jitter))
             return (to_bhwc(made).to(host.output_device()),)

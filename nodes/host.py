@@ -55,11 +55,12 @@ def register_model_folder() -> None:
     folder_paths.folder_names_and_paths[MODEL_FOLDER] = (paths, set(WEIGHT_EXTENSIONS))
 
 
-EXAMPLE_INPUTS = {"deepdream_example.jpg": "example.jpg", "deepdream_guide.jpg": "guide.jpg"}
+EXAMPLE_INPUTS = {"deepdream_example.jpg": "example.jpg", "deepdream_guide.jpg": "guide.jpg",
+                  "deepdream_example_pan.mp4": "example_pan.mp4"}
 
 
 def install_example_inputs() -> None:
-    """Copy the bundled pictures into the host's input folder, so the example workflows run as shipped."""
+    """Copy the bundled pictures and video into the host's input folder, so the example workflows run as shipped."""
     if folder_paths is None:
         return
     assets = Path(__file__).resolve().parents[1] / "assets"

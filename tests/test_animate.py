@@ -133,11 +133,11 @@ def test_flow_keeps_the_dream_on_the_moving_square(net):
     Catches warping the wrong way (worse than a blend) and a blend that ignores the flow."""
     video, top, side, speed = sliding_square()
     settings = dict(steps=5, octaves=1, step_size=0.02, jitter=8)
-    alone = square_warp_error(dc.dream_video(video, net, dc.l2(LAYER), blend=0.0, flow="none", **settings),
+    alone = square_warp_error(dc.dream_video(video, net, dc.l2(LAYER), carry=0.0, flow="none", **settings),
                               top, side, speed)
-    linear = square_warp_error(dc.dream_video(video, net, dc.l2(LAYER), blend=0.8, flow="none", **settings),
+    linear = square_warp_error(dc.dream_video(video, net, dc.l2(LAYER), carry=0.8, flow="none", **settings),
                                top, side, speed)
-    flowing = square_warp_error(dc.dream_video(video, net, dc.l2(LAYER), blend=0.8, flow="dis", **settings),
+    flowing = square_warp_error(dc.dream_video(video, net, dc.l2(LAYER), carry=0.8, flow="dis", **settings),
                                 top, side, speed)
     assert flowing < 0.85 * alone and flowing < 0.5 * linear, (alone, linear, flowing)
 

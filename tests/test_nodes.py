@@ -558,3 +558,30 @@ def test_feature_inversion_node_under_inference_mode(pack, shapes_net):
     with torch.inference_mode():
         inverted, = pack.NODE_CLASS_MAPPINGS["DD_FeatureInversion"]().invert(image, shapes_net, "relu1", 30, 0.05, 0)
     assert inverted.shape == image.shape and 0 <= inverted.min() and inverted.max() <= 1
+
+
+# --- animation nodes --------------------------------------------------------------------------------------
+
+
+def test_dream_zoom_node_under_inference_mode(nodes_run, fake_host):
+    mapping, backbone, layers, octaves = nodes_run
+    with torch.inference_mode():
+        frames, = mapping["DD_DreamZoom"]().zoom(_image(2), backbone, layers, 3, 1.1, 5.0, 2.0, -1.0, 2, 0.01, 8, 0,
+                                                 layers_end=layers[:1], mask=torch.ones(64, 72))
+    assert frames.shape == (3, 64, 72, 3) and 0 <= frames.min() and frames.max() <= 1
+    assert not torch.equal(frames[1], frames[2])
+    assert [u[0] for u in fake_host.updates[1:]][-1] == 100
+
+
+def test_dream_video_node_under_inference_mode(nodes_run, fake_host):
+    mapping, backbone, layers, octaves = nodes_run
+    video = _image(3)
+    with torch.inference_mode():
+        frames, = mapping["DD_DreamVideo"]().dream(video, backbone, layers, 0.8, "dis", 2, 0.01, 8, 0,
+                                                   mask=torch.ones(1, 64, 72))
+    assert frames.shape == video.shape and 0 <= frames.min() and frames.max() <= 1
+    _assert_dreamed(frames, video)
+    fake_host.interrupt_after, fake_host.checks = 3, 0
+    with pytest.raises(InterruptedError), torch.inference_mode():
+        mapping["DD_DreamVideo"]().dream(video, backbone, layers, 0.8, "none", 2, 0.01, 8, 0)
+    assert fake_host.checks == 4

@@ -14,12 +14,21 @@ SIZE = (48, 64)
 def stand_ins(saved):
     """Minimal versions of the core nodes the examples use; KSampler + VAEDecode give a fixed image."""
 
+    from dream_core import resize
+
     def load_image(image, upload=None):
-        from dream_core import load_image as read, resize
+        from dream_core import load_image as read
 
         source = {"deepdream_example.jpg": "example.jpg", "deepdream_guide.jpg": "guide.jpg"}[image]
         picture = resize(read(ROOT / "assets" / source), SIZE).movedim(1, -1)
         return picture, torch.zeros(1, *SIZE)
+
+    def load_video(file):
+        from dream_core import media
+
+        assert file == "deepdream_example_pan.mp4"
+        frames = [frame for _, frame in zip(range(3), media.read_frames(ROOT / "assets" / "example_pan.mp4"))]
+        return torch.cat([resize(frame, SIZE) for frame in frames]).movedim(1, -1)
 
     def generated(samples, vae):
         return (torch.linspace(0, 1, SIZE[0] * SIZE[1] * 3).reshape(1, *SIZE, 3),)
@@ -29,6 +38,10 @@ def stand_ins(saved):
         "SaveImage": lambda images, filename_prefix: saved.append((filename_prefix, images)) or (),
         "PreviewImage": lambda images: (),
         "PreviewAny": lambda source: (),
+        "LoadVideo": lambda file, upload=None: (load_video(file),),
+        "GetVideoComponents": lambda video: (video, None, 12.0),
+        "CreateVideo": lambda images, fps, audio=None: (images,),
+        "SaveVideo": lambda video, filename_prefix, format, codec: saved.append((filename_prefix, video)) or (),
         "CheckpointLoaderSimple": lambda ckpt_name: ("model", "clip", "vae"),
         "CLIPTextEncode": lambda clip, text: ("conditioning",),
         "EmptyLatentImage": lambda width, height, batch_size: ("latent",),
@@ -61,6 +74,8 @@ def execute(pack, prompt, saved, fast=True):
                 inputs = {**inputs, **({"weights": "random init"} if "weights" in inputs else {}),
                           **({"steps": 2} if "steps" in inputs else {}),
                           **({"max_steps": 2} if "max_steps" in inputs else {}),
+                          **({"steps_per_frame": 2} if "steps_per_frame" in inputs else {}),
+                          **({"frames": 3} if isinstance(inputs.get("frames"), int) else {}),
                           **({"optimizer": "adam"} if "optimizer" in inputs else {})}  # L-BFGS starts tiny
             output = getattr(cls(), cls.FUNCTION)(**inputs)
             assert isinstance(output, tuple) and len(output) == len(cls.RETURN_TYPES)
@@ -80,11 +95,14 @@ def test_example_runs_and_saves_a_dream(pack, name):
     results = execute(pack, prompt, saved)
     assert len(saved) == 1
     _, images = saved[0]
-    assert images.shape == (1, *SIZE, 3) and images.dtype == torch.float32
+    assert images.shape[1:] == (*SIZE, 3) and images.dtype == torch.float32
+    assert images.shape[0] == (3 if name in ("dream_zoom", "dream_video") else 1)
     assert 0 <= images.min() and images.max() <= 1
     dream_node = next(v for v in prompt.values()
-                      if v["class_type"] in ("DD_DeepDream", "DD_GuidedDream", "DD_StyleTransfer", "DD_FoolingImage"))
-    source, slot = dream_node["inputs"].get("image", dream_node["inputs"].get("content_image"))
+                      if v["class_type"] in ("DD_DeepDream", "DD_GuidedDream", "DD_StyleTransfer", "DD_FoolingImage",
+                                             "DD_DreamZoom", "DD_DreamVideo"))
+    inputs = dream_node["inputs"]
+    source, slot = inputs.get("image") or inputs.get("content_image") or inputs["frames"]
     assert (images - results[source][slot]).abs().mean() > 1e-3, "the dream node returned its input unchanged"
 
 
@@ -128,10 +146,10 @@ def test_ui_file_and_api_twin_hold_the_same_graph(name):
     for node in ui["nodes"]:
         assert len(node["pos"]) == 2 and len(node["size"]) == 2 and "widgets_values" in node
         widget_inputs = {k: v for k, v in api[str(node["id"])]["inputs"].items() if not isinstance(v, list)}
-        values = [v for v in node["widgets_values"] if v not in ("fixed", "image")]
+        values = [v for v in node["widgets_values"] if v not in ("fixed", "image", "video")]  # controls, uploads
         assert values == list(widget_inputs.values()), node["type"]
 
 
 def test_the_promised_examples_exist():
     assert set(EXAMPLES) == {"deepdream_basic", "deepdream_multilayer", "guided_dream", "dream_after_generation",
-                             "dream_with_style", "style_transfer", "explain_network"}
+                             "dream_with_style", "style_transfer", "explain_network", "dream_zoom", "dream_video"}

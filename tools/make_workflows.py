@@ -25,6 +25,10 @@ CORE = {
     "SaveImage": ([("images", "IMAGE")], ["filename_prefix"], []),
     "PreviewImage": ([("images", "IMAGE")], [], []),
     "PreviewAny": ([("source", "*")], [], []),
+    "LoadVideo": ([], ["file", "upload"], [("VIDEO", "VIDEO")]),
+    "GetVideoComponents": ([("video", "VIDEO")], [], [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")]),
+    "CreateVideo": ([("images", "IMAGE"), ("audio", "AUDIO")], ["fps"], [("VIDEO", "VIDEO")]),
+    "SaveVideo": ([("video", "VIDEO")], ["filename_prefix", "format", "codec"], []),
     "CheckpointLoaderSimple": ([], ["ckpt_name"], [("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")]),
     "CLIPTextEncode": ([("clip", "CLIP")], ["text"], [("CONDITIONING", "CONDITIONING")]),
     "EmptyLatentImage": ([], ["width", "height", "batch_size"], [("LATENT", "LATENT")]),
@@ -55,6 +59,7 @@ def node_slots(class_type: str):
 
 IMAGE_IN = "deepdream_example.jpg"
 GUIDE_IN = "deepdream_guide.jpg"
+VIDEO_IN = "deepdream_example_pan.mp4"
 DREAM = {"steps": 10, "step_size": 0.01, "jitter": 32, "seed": 0}
 
 WORKFLOWS = {
@@ -126,6 +131,26 @@ WORKFLOWS = {
         (9, "DD_StyleLoss", {"style_image": (2, 0), "backbone": (3, 0), "layers": (8, 0), "weight": 1.0}),
         (10, "DD_StyleTransfer", {"content_image": (1, 0), "backbone": (3, 0), "style": (9, 0)}),
         (11, "SaveImage", {"images": (10, 0), "filename_prefix": "style_transfer"}),
+    ],
+    "dream_zoom": [
+        (1, "LoadImage", {"image": IMAGE_IN, "upload": "image"}),
+        (2, "DD_LoadBackbone", {"backbone": "googlenet", "weights": DOWNLOAD, "seed": 0}),
+        (3, "DD_SelectLayer", {"backbone": (2, 0), "layer": "inception4c", "weight": 1.0, "channel": -1, "loss": "l2"}),
+        (4, "DD_DreamZoom", {"image": (1, 0), "backbone": (2, 0), "layers": (3, 0), "frames": 48, "zoom": 1.05,
+                             "rotate": 0.5, "shift_x": 0.0, "shift_y": 0.0, "steps_per_frame": 5, "step_size": 0.01,
+                             "jitter": 32, "seed": 0}),
+        (5, "CreateVideo", {"images": (4, 0), "fps": 12.0}),
+        (6, "SaveVideo", {"video": (5, 0), "filename_prefix": "video/dream_zoom", "format": "auto", "codec": "auto"}),
+    ],
+    "dream_video": [
+        (1, "LoadVideo", {"file": VIDEO_IN, "upload": "video"}),
+        (2, "GetVideoComponents", {"video": (1, 0)}),
+        (3, "DD_LoadBackbone", {"backbone": "googlenet", "weights": DOWNLOAD, "seed": 0}),
+        (4, "DD_SelectLayer", {"backbone": (3, 0), "layer": "inception4c", "weight": 1.0, "channel": -1, "loss": "l2"}),
+        (5, "DD_DreamVideo", {"frames": (2, 0), "backbone": (3, 0), "layers": (4, 0), "blend": 0.8, "flow": "dis",
+                              "steps_per_frame": 5, "step_size": 0.01, "jitter": 32, "seed": 0}),
+        (6, "CreateVideo", {"images": (5, 0), "audio": (2, 1), "fps": 12.0}),
+        (7, "SaveVideo", {"video": (6, 0), "filename_prefix": "video/dream_video", "format": "auto", "codec": "auto"}),
     ],
     "explain_network": [
         (1, "LoadImage", {"image": IMAGE_IN, "upload": "image"}),
