@@ -26,6 +26,10 @@ __all__ = ["zoom_transform", "zoom_frames", "dream_zoom", "video_frames", "dream
 FLOWS = ("none", "farneback", "dis")
 FLOW_TOLERANCE = 1.0
 """Forward-backward disagreement (pixels) above which a flow vector counts as unreliable (occlusion)."""
+COLOUR_TOLERANCE = 0.05
+"""Mean colour difference (0..1) between a frame and its predecessor warped onto it above which a pixel
+counts as not carried over: smooth flows spill over occlusion edges where the forward-backward check
+still agrees, but the colours there do not."""
 
 
 def zoom_transform(image: Tensor, zoom: float = 1.05, rotate: float = 0.0, shift: tuple[float, float] = (0.0, 0.0)) -> Tensor:
@@ -147,9 +151,9 @@ def video_frames(frames: Iterable[Tensor], backbone: Backbone, objective: Object
     Frame t starts from the previous *dreamed* frame, warped along the optical flow from frame t to
     frame t-1 of the source (``flow``; ``none`` = not warped, the linear blend of pytorch-deepdream),
     blended with the source frame t (``carry`` = the share of the warped dream; the nodes' and the
-    CLI's ``blend``; 0 dreams every frame on its own). Where the flow
-    fails the forward-backward check (occlusions, things entering the frame), frame t starts from
-    its source. Frame t is dreamed with seed ``seed + t``.
+    CLI's ``blend``; 0 dreams every frame on its own). Where the flow fails the forward-backward
+    check, or the source frame t-1 warped the same way does not match frame t's colours
+    (occlusions, things entering the frame), frame t starts from its source. Frame t is dreamed with seed ``seed + t``.
 
     Args:
         frames: the source frames, consumed one at a time (a generator streams a long video).
@@ -188,7 +192,8 @@ def _carry(last_dream: Tensor, last_source: Tensor, source: Tensor, flow: str) -
         return last_dream, torch.ones_like(source[:, :1])
     backward = estimate_flow(source, last_source, flow)  # frame t -> t-1
     forward = estimate_flow(last_source, source, flow)  # frame t-1 -> t
-    return warp(last_dream, backward).to(source.dtype), flow_validity(backward, forward).to(source.device)
+    matches = ((warp(last_source, backward) - source).abs().mean(1, keepdim=True) <= COLOUR_TOLERANCE).float()
+    return warp(last_dream, backward).to(source.dtype), flow_validity(backward, forward) * matches
 
 
 def dream_video(frames: Tensor, backbone: Backbone, objective: Objective,

@@ -78,12 +78,26 @@ def test_shift_moves_the_picture_right_and_down():
     assert moved[0, 0].argmax().item() == 7 * 20 + 8
 
 
-def test_zoom_frames_are_seeded_counted_and_sized(net):
+def test_zoom_frames_are_seeded_counted_and_sized(net, monkeypatch):
+    """Catches one seed for every frame (the same jitter path each frame)."""
     image = dc.resize(dc.load_image(ROOT / "assets" / "example.jpg"), (64, 80))
     run = lambda seed: dc.dream_zoom(image, net, dc.l2(LAYER), 3, zoom=1.1, rotate=3, steps=2, octaves=1, seed=seed)
     first = run(0)
     assert first.shape == (3, 3, 64, 80)
     assert torch.equal(run(0), first) and not torch.equal(run(1), first)
+    seeds = []
+    real = dream_core.dream.deepdream
+    monkeypatch.setattr(dream_core.dream, "deepdream", lambda *a, seed, **kw: seeds.append(seed) or real(*a, seed=seed, **kw))
+    run(5)
+    assert seeds == [5, 6, 7]
+
+
+def test_warp_samples_where_the_flow_points():
+    """Catches a flow applied with the wrong sign: out[p] = in[p + flow[p]]."""
+    image = torch.arange(20.0).view(1, 1, 1, 20).expand(1, 1, 4, 20)
+    flow = torch.zeros(1, 2, 4, 20)
+    flow[:, 0] = 2.0
+    assert torch.allclose(dc.warp(image, flow)[0, 0, 0, :18], torch.arange(2.0, 20.0), atol=1e-4)
 
 
 def test_layers_end_morphs_to_the_end_objective_on_the_last_frame(net, monkeypatch):
@@ -98,8 +112,8 @@ def test_layers_end_morphs_to_the_end_objective_on_the_last_frame(net, monkeypat
     acts = net.extractor(["inception3a", "inception3b"])(image)
     scores = [objective(acts).item() for objective in used]
     assert scores[0] == pytest.approx(start(acts).item()) and scores[-1] == pytest.approx(end(acts).item())
-    middle = 0.5 * start(acts).item() + 0.5 * end(acts).item()
-    assert scores[2] == pytest.approx(middle, rel=1e-5)
+    quarter = 0.75 * start(acts).item() + 0.25 * end(acts).item()
+    assert scores[1] == pytest.approx(quarter, rel=1e-5)
 
 
 def test_progress_spans_every_frame_and_cancel_stops_within_a_step(net):
@@ -129,7 +143,7 @@ def test_flow_finds_the_motion_and_the_occlusions():
 def test_flow_keeps_the_dream_on_the_moving_square(net):
     """Temporal coherence on a sliding square (8 frames, 4 px per frame, 5 steps a frame): the warp error of
     consecutive dreamed frames inside the square. Measured: each frame dreamed alone 0.089, a linear
-    blend of the last dream (0.8) 0.259, flow-warped (0.8) 0.058 with dis, 0.060 with farneback.
+    blend of the last dream (0.8) 0.259, flow-warped (0.8) 0.058 with dis, 0.061 with farneback.
     Catches warping the wrong way (worse than a blend) and a blend that ignores the flow."""
     video, top, side, speed = sliding_square()
     settings = dict(steps=5, octaves=1, step_size=0.02, jitter=8)
@@ -139,7 +153,23 @@ def test_flow_keeps_the_dream_on_the_moving_square(net):
                                top, side, speed)
     flowing = square_warp_error(dc.dream_video(video, net, dc.l2(LAYER), carry=0.8, flow="dis", **settings),
                                 top, side, speed)
-    assert flowing < 0.85 * alone and flowing < 0.5 * linear, (alone, linear, flowing)
+    assert flowing < 0.8 * alone and flowing < 0.5 * linear, (alone, linear, flowing)
+
+
+def test_each_frame_starts_from_the_warped_dream_except_where_occluded(net):
+    """With no steps a frame's dream is its start: inside the moving square the last dream, carried
+    along; in the strip the square uncovers, the source. Catches an occlusion mask that is ignored
+    (the old square smeared over the uncovered background) and flow taken the wrong way round."""
+    video, top, side, speed = sliding_square(frames=2)
+    painted = 1 - video[:1]  # a "dream" of frame 0 that looks nothing like it
+    start, = dc.video_frames([video[1:2]], net, dc.l2(LAYER), carry=1.0, flow="dis", previous=(video[:1], painted),
+                             steps=0, octaves=1)
+    left = 8 + speed
+    inside = (slice(None), slice(None), slice(top + 6, top + side - 6), slice(left + 6, left + side - 6))
+    assert (start[inside] - (1 - video[1:2])[inside]).abs().mean() < 0.05  # the painted square moved with it
+    uncovered = (slice(None), slice(None), slice(top + 4, top + side - 4), slice(8, 8 + speed))
+    from_source = ((start[uncovered] - video[1:2][uncovered]).abs().amax(1) < 1e-6).float().mean()
+    assert from_source > 0.75  # occluded before: mostly the source (measured 0.82; no occlusion check: 0)
 
 
 def test_video_frames_must_share_a_size_and_opencv_is_named_when_missing(net, monkeypatch):
