@@ -8,8 +8,10 @@ nodes. Every frame is a :func:`~dream_core.dream.deepdream` call reporting to on
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -21,9 +23,9 @@ from .loop import Cancel, Progress, ProgressFn
 from .objectives import Objective
 
 __all__ = ["zoom_transform", "zoom_frames", "dream_zoom", "video_frames", "dream_video", "estimate_flow",
-           "warp", "flow_validity", "FLOWS"]
+           "warp", "flow_validity", "raft_weights_path", "FLOWS"]
 
-FLOWS = ("none", "farneback", "dis")
+FLOWS = ("none", "farneback", "dis", "raft")
 FLOW_TOLERANCE = 1.0
 """Forward-backward disagreement (pixels) above which a flow vector counts as unreliable (occlusion)."""
 COLOUR_TOLERANCE = 0.05
@@ -98,9 +100,13 @@ def estimate_flow(source: Tensor, target: Tensor, method: str = "farneback") -> 
     """Dense optical flow :math:`(1, 2, H, W)` from ``source`` to ``target`` (both :math:`(1, 3, H, W)`):
     the pixel at ``p`` in ``source`` is at ``p + flow[p]`` in ``target`` (x first, in pixels).
 
-    ``farneback`` and ``dis`` are OpenCV's (``pip install opencv-python-headless``).
+    ``farneback`` and ``dis`` are OpenCV's (``pip install opencv-python-headless``); ``raft`` is
+    torchvision's RAFT (small), on the frames' device, when its weights file is in torch's hub
+    folder (see :func:`raft_weights_path`).
     """
     check(method in FLOWS and method != "none", f"flow: unknown {method!r}; choose one of {', '.join(FLOWS[1:])}.")
+    if method == "raft":
+        return _raft_flow(source, target)
     try:
         import cv2
     except ImportError:
@@ -112,6 +118,42 @@ def estimate_flow(source: Tensor, target: Tensor, method: str = "farneback") -> 
     else:
         flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(first, second, None)
     return torch.from_numpy(flow).permute(2, 0, 1).unsqueeze(0).to(source.device)
+
+
+def raft_weights_path() -> Path:
+    """Where ``flow="raft"`` looks for torchvision's RAFT-small weights (never downloaded by this pack)."""
+    from torchvision.models.optical_flow import Raft_Small_Weights
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / Raft_Small_Weights.C_T_V2.url.rsplit("/", 1)[1]
+
+
+@functools.lru_cache(maxsize=1)
+def _raft_model(device: torch.device, path: Path, modified: float) -> torch.nn.Module:
+    from torchvision.models.optical_flow import raft_small
+
+    model = raft_small(weights=None)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval().requires_grad_(False).to(device)
+
+
+def _raft_flow(source: Tensor, target: Tensor) -> Tensor:
+    """RAFT needs sides of at least 128 px, multiples of 8: the flow is computed there and scaled back."""
+    from .pyramid import resize
+
+    path = raft_weights_path()
+    if not path.is_file():
+        from torchvision.models.optical_flow import Raft_Small_Weights
+
+        raise DreamError(f"flow: 'raft' needs torchvision's RAFT weights at {path} (download "
+                         f"{Raft_Small_Weights.C_T_V2.url} there), or choose dis or farneback.")
+    model = _raft_model(source.device, path, path.stat().st_mtime)
+    height, width = source.shape[-2:]
+    size = (max(128, -(-height // 8) * 8), max(128, -(-width // 8) * 8))
+    first, second = (resize(image.float(), size) * 2 - 1 for image in (source, target))
+    with torch.no_grad():
+        flow = model(first, second, num_flow_updates=12)[-1]
+    scale = torch.tensor([width / size[1], height / size[0]], device=flow.device).view(1, 2, 1, 1)
+    return resize(flow, (height, width)) * scale
 
 
 def warp(image: Tensor, flow: Tensor) -> Tensor:

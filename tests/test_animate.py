@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import dream_core as dc
+import dream_core.animate
 import dream_core.dream
 import dream_core.media
 from conftest import ROOT, random_backbone
@@ -234,3 +235,29 @@ def test_a_long_zoom_streams_with_flat_memory(tmp_path):
     it torch and the network): frames go to disk as they are made, the GIF is assembled one at a time."""
     short, long = _peak_rss_mb(20, tmp_path), _peak_rss_mb(200, tmp_path)
     assert long < 1.2 * short, (short, long)
+
+
+def test_raft_flow_names_its_weights_file_and_runs_when_it_is_there(tmp_path, monkeypatch):
+    """No download: without the file, one message with its path and URL; with a file (here a random-init
+    state dict), a flow of the frames' size."""
+    from torchvision.models.optical_flow import raft_small
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    frames = torch.rand(2, 3, 40, 56, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(dc.DreamError, match="raft_small_C_T_V2-01064c6d.pth"):
+        dc.estimate_flow(frames[:1], frames[1:], "raft")
+    path = dream_core.animate.raft_weights_path()
+    path.parent.mkdir(parents=True)
+    torch.save(raft_small(weights=None).state_dict(), path)
+    flow = dc.estimate_flow(frames[:1], frames[1:], "raft")
+    assert flow.shape == (1, 2, 40, 56) and torch.isfinite(flow).all()
+
+
+def test_mp4_without_pyav_is_one_clear_line(tmp_path, monkeypatch):
+    from dream_core.media import save_frame, write_movie
+
+    save_frame(torch.rand(1, 3, 16, 16), tmp_path, 0)
+    monkeypatch.setitem(sys.modules, "av", None)
+    with pytest.raises(dc.DreamError, match="needs PyAV; pip install av"):
+        write_movie(tmp_path, 1, tmp_path / "out.mp4", 12)
+    assert write_movie(tmp_path, 1, tmp_path / "out.gif", 12).exists()  # GIF needs only Pillow
