@@ -61,14 +61,19 @@ def _add_shared(command: argparse.ArgumentParser, backbone: str) -> None:
     command.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="compute device")
 
 
+def _command(commands, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand whose help ends with the backbone catalogue."""
+    return commands.add_parser(name, help=summary, description=description, epilog=_catalogue(),
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dream_core", description=__doc__, epilog=_catalogue(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    dream = commands.add_parser(
-        "dream", help="dream an image file", epilog=_catalogue(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="DeepDream an image: gradient ascent of a layer objective over an octave pyramid.")
+    dream = _command(
+        commands, "dream", "dream an image file",
+        "DeepDream an image: gradient ascent of a layer objective over an octave pyramid.")
     dream.add_argument("input", type=Path, help="image file to dream")
     _add_shared(dream, "googlenet")
     dream.add_argument("--layers", nargs="+", metavar="NAME[@CH][:W]",
@@ -89,11 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     dream.add_argument("--tile-size", type=int, default=512,
                        help="octaves above 1024 px are dreamed in tiles of this size, bounding memory (0 = never)")
 
-    style = commands.add_parser(
-        "style", help="paint an image file in the style of others", epilog=_catalogue(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Neural style transfer (Gatys et al.): optimise the content picture towards the styles' "
-                    "feature statistics while keeping its own features at the content layer.")
+    style = _command(
+        commands, "style", "paint an image file in the style of others",
+        "Neural style transfer (Gatys et al.): optimise the content picture towards the styles' "
+        "feature statistics while keeping its own features at the content layer.")
     style.add_argument("content", type=Path, help="image file to repaint")
     style.add_argument("styles", type=Path, nargs="+", help="style image file(s)")
     _add_shared(style, "vgg19")
@@ -116,11 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     style.add_argument("--original-colors", action="store_true", help="keep the content's colours")
     style.add_argument("--pooling", default="max", choices=list(POOLINGS), help="max or avg pooling (VGG)")
 
-    zoom = commands.add_parser(
-        "zoom", help="the endless zoom into a dream: a GIF, an MP4 or a folder of frames", epilog=_catalogue(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Dream a frame, zoom/rotate/shift it, dream again. Frames are written as they are made into "
-                    "OUT_frames/ (or OUT when it has no movie suffix); a run that stops resumes where it was.")
+    zoom = _command(
+        commands, "zoom", "the endless zoom into a dream: a GIF, an MP4 or a folder of frames",
+        "Dream a frame, zoom/rotate/shift it, dream again. Frames are written as they are made into "
+        "OUT_frames/ (or OUT when it has no movie suffix); a run that stops resumes where it was.")
     zoom.add_argument("input", type=Path, help="image file of the first frame")
     _add_shared(zoom, "googlenet")
     _add_animation(zoom, steps=5)
@@ -132,11 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     zoom.add_argument("--layers-end", nargs="+", metavar="NAME[@CH][:W]",
                       help="morph towards these layers by the last frame")
 
-    video = commands.add_parser(
-        "video", help="dream every frame of a video, following its motion", epilog=_catalogue(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Each frame starts from the last dreamed frame warped along the optical flow. Frames are "
-                    "read and written one at a time into OUT_frames/ (resumable), then assembled into OUT.")
+    video = _command(
+        commands, "video", "dream every frame of a video, following its motion",
+        "Each frame starts from the last dreamed frame warped along the optical flow. Frames are "
+        "read and written one at a time into OUT_frames/ (resumable), then assembled into OUT.")
     video.add_argument("input", type=Path, help="video file (PyAV) or a folder of frames")
     _add_shared(video, "googlenet")
     _add_animation(video, steps=5)
