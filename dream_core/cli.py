@@ -6,7 +6,8 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,9 +17,10 @@ from . import (BACKBONES, DETAIL_MODES, FLOWS, GRAD_NORMS, INITS, OPTIMIZERS, PO
                Backbone, DreamCancelled, DreamError, LayerTerm, Objective, deepdream, gatys_layers, get_spec,
                layer_objective, load_backbone, load_image, resize_longer_side, save_image, style_objective, stylize,
                video_frames, zoom_frames)
+from .distributed import Shard, written
 from .loop import ProgressFn
-from .media import (MOVIE_SUFFIXES, count_frames, frame_folder, frame_path, read_frames, save_frame, write_movie,
-                    written_frames)
+from .media import (IMAGE_SUFFIXES, MOVIE_SUFFIXES, count_frames, frame_folder, frame_path, read_frames, save_frame,
+                    save_frame_as, write_movie, written_frames)
 
 DEFAULT_WEIGHTS_DIR = Path(os.environ.get("DEEPDREAM_WEIGHTS", Path.home() / ".cache" / "deepdream-nodes"))
 
@@ -74,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     dream = _command(
         commands, "dream", "dream an image file",
         "DeepDream an image: gradient ascent of a layer objective over an octave pyramid.")
-    dream.add_argument("input", type=Path, help="image file to dream")
+    dream.add_argument("input", type=Path, help="image file to dream, or a folder of them (picture i with seed "
+                       "+ i; shared between the processes of a torchrun job)")
     _add_shared(dream, "googlenet")
     dream.add_argument("--layers", nargs="+", metavar="NAME[@CH][:W]",
                        help="layers to amplify with weights, e.g. inception4c:1.0 inception4d@97:0.5 "
@@ -144,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_animation(video, steps=5)
     video.add_argument("--blend", type=float, default=0.8, help="share of the warped last dream (default 0.8)")
     video.add_argument("--flow", default="dis", choices=list(FLOWS), help="optical flow (default dis; OpenCV)")
+    video.add_argument("--warmup", type=int, default=8, help="under torchrun: frames each process dreams before "
+                       "its chunk, unwritten, so the seams do not show (default 8)")
     return parser
 
 
@@ -162,10 +167,10 @@ def pick_device(name: str) -> torch.device:
     mps = getattr(torch.backends, "mps", None)
     available = {"cuda": torch.cuda.is_available(), "mps": mps is not None and mps.is_available(), "cpu": True}
     if name == "auto":
-        return torch.device(next(device for device, present in available.items() if present))
+        name = next(device for device, present in available.items() if present)
     if not available[name]:
         raise DreamError(f"--device: {name} is not available on this machine; use --device cpu or auto.")
-    return torch.device(name)
+    return Shard.from_env().device(torch.device(name))  # under torchrun: this process's GPU
 
 
 def _backbone(args: argparse.Namespace, **options) -> Backbone:
@@ -201,18 +206,53 @@ def _mask(args: argparse.Namespace) -> torch.Tensor | None:
     return None if args.mask is None else load_image(args.mask).mean(1)
 
 
+def _dream_settings(args: argparse.Namespace) -> dict:
+    return dict(steps=args.steps, step_size=args.step_size, jitter=args.jitter, octaves=args.octaves,
+                octave_scale=args.octave_scale, detail=args.detail, blend=args.blend, grad_norm=args.grad_norm,
+                smoothing=args.smoothing, mask=_mask(args), max_loss=args.max_loss, tile_size=args.tile_size,
+                precision=args.precision)
+
+
+def _dream_objective(args: argparse.Namespace) -> Objective:
+    names = args.layers or [get_spec(args.backbone).default_layer]
+    return Objective.sum(parse_layer(text, args.loss, args.crop) for text in names)
+
+
 def run_dream(args: argparse.Namespace) -> Path:
-    spec = get_spec(args.backbone)
+    if args.input.is_dir():
+        return run_dream_folder(args)
     image = _read(args.input, args.size)
-    objective = Objective.sum(parse_layer(text, args.loss, args.crop) for text in (args.layers or [spec.default_layer]))
+    objective = _dream_objective(args)
     backbone = _backbone(args)
     with _progress_bar(f"dreaming {args.input.name}") as advance:
-        dream = deepdream(image, backbone, objective, steps=args.steps, step_size=args.step_size,
-                          jitter=args.jitter, octaves=args.octaves, octave_scale=args.octave_scale,
-                          detail=args.detail, blend=args.blend, grad_norm=args.grad_norm,
-                          smoothing=args.smoothing, mask=_mask(args), max_loss=args.max_loss, seed=args.seed,
-                          tile_size=args.tile_size, precision=args.precision, progress=advance)
+        dream = deepdream(image, backbone, objective, seed=args.seed, progress=advance, **_dream_settings(args))
     return save_image(dream, args.output or args.input.with_name(f"{args.input.stem}_dream.png"))
+
+
+def run_dream_folder(args: argparse.Namespace) -> Path:
+    """Every picture of a folder, picture ``i`` with seed ``seed + i``; under torchrun each process takes
+    every N-th picture. Pictures already dreamed are skipped."""
+    shard = Shard.from_env()
+    paths = sorted(p for p in args.input.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise DreamError(f"input: {args.input} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+    folder = args.output or args.input.with_name(f"{args.input.name}_dream")
+    names = [f"{path.stem}.png" for path in paths]
+    objective = _dream_objective(args)
+    backbone = _backbone(args)
+    shard.start(backbone.device)
+    try:
+        with _job_bar(shard, folder, names, f"dreaming {args.input.name}/") as done:
+            for index in shard.interleaved(len(paths)):
+                if (folder / names[index]).exists():
+                    continue
+                dream = deepdream(_read(paths[index], args.size), backbone, objective, seed=args.seed + index,
+                                  **_dream_settings(args))
+                save_frame_as(dream, folder, names[index])
+                done()
+    finally:
+        shard.stop()
+    return folder
 
 
 def parse_style_layer(text: str) -> LayerTerm:
@@ -284,30 +324,70 @@ def run_zoom(args: argparse.Namespace) -> Path:
 
 
 def run_video(args: argparse.Namespace) -> Path:
+    """Frames streamed in and out; under torchrun each process dreams a contiguous chunk, after
+    ``warmup`` unwritten frames. Frames already written are skipped (a resumed chunk continues from
+    its last written frame)."""
+    shard = Shard.from_env()
     output = args.output or args.input.with_name(f"{args.input.stem}_dream.mp4")
     _check_output(output)
     objective = _layers(args.layers, args.backbone)
     folder = frame_folder(output)
-    done = written_frames(folder)
     total = count_frames(args.input)
+    if total is None:
+        if shard.distributed:
+            raise DreamError(f"input: {args.input} does not say how many frames it has, which sharding needs; "
+                             "extract its frames into a folder first.")
+        total = sum(1 for _ in read_frames(args.input))
+    chunk = shard.chunk(total)
+    resume = next((i for i in chunk if not frame_path(folder, i).exists()), chunk.stop)
+    if resume == chunk.stop:  # nothing left to do here (done before, or an empty chunk)
+        begin = chunk.stop
+    else:
+        begin = resume if resume > chunk.start else max(0, chunk.start - args.warmup)
     sources = read_frames(args.input, args.size)
     previous = None
-    for index in range(done):  # resume: skip what is written, keep the last source and dream
-        source = next(sources, None)
-        if source is None:
-            break
-        if index == done - 1:
+    for index in range(begin):
+        source = next(sources)
+        if index == begin - 1 and resume > chunk.start:
             previous = (source, load_image(frame_path(folder, index)))
     backbone = _backbone(args)
-    count = done
-    with _progress_bar(f"dreaming {args.input.name}") as advance:
-        frames = video_frames(sources, backbone, objective, carry=args.blend, flow=args.flow, seed=args.seed + done,
-                              masks=None if args.mask is None else _repeat(_mask(args)),
-                              total=None if total is None else max(total - done, 1), previous=previous,
-                              progress=advance, **_animation_settings(args))
-        for count, frame in enumerate(frames, start=done + 1):
-            save_frame(frame, folder, count - 1)
-    return _finish(folder, count, output, args.fps)
+    shard.start(backbone.device)
+    names = [frame_path(folder, i).name for i in range(total)]
+    try:
+        with _job_bar(shard, folder, names, f"dreaming {args.input.name}") as done:
+            mine = (next(sources) for _ in range(begin, chunk.stop))
+            frames = video_frames(mine, backbone, objective, carry=args.blend, flow=args.flow, seed=args.seed + begin,
+                                  masks=None if args.mask is None else _repeat(_mask(args)), previous=previous,
+                                  **_animation_settings(args))
+            for index, frame in enumerate(frames, start=begin):
+                if index >= chunk.start and not frame_path(folder, index).exists():  # not warm-up, not done
+                    save_frame(frame, folder, index)
+                    done()
+        return _finish(folder, total, output, args.fps) if shard.leader else folder
+    finally:
+        shard.stop()
+
+
+@contextmanager
+def _job_bar(shard: Shard, folder: Path, names: list[str], description: str) -> Iterator[Callable[[], None]]:
+    """One bar for the whole job, on the leader: frames written by every process (counted in ``folder``),
+    with frames per second. Yields the call to make after each frame written here. On leaving, every
+    process waits for all; the leader keeps the bar moving meanwhile."""
+    from tqdm import tqdm
+
+    with tqdm(total=len(names), desc=description, unit="frame", disable=not shard.leader) as bar:
+        def refresh() -> None:
+            bar.update(written(folder, names) - bar.n)
+
+        refresh()
+        yield refresh
+        if shard.distributed and torch.distributed.is_initialized():
+            waiting = torch.distributed.barrier(async_op=True)
+            while not waiting.is_completed():
+                refresh()
+                time.sleep(0.5)
+            waiting.wait()
+        refresh()
 
 
 def _repeat(mask: torch.Tensor) -> Iterator[torch.Tensor]:
@@ -326,5 +406,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; nothing was written", file=sys.stderr)
         return 130
-    print(f"wrote {output}")
+    if Shard.from_env().leader:
+        print(f"wrote {output}")
     return 0

@@ -17,7 +17,7 @@ from .errors import DreamError
 from .images import load_image, save_image, to_pil
 from .pyramid import resize_longer_side
 
-__all__ = ["read_frames", "count_frames", "frame_folder", "written_frames", "frame_path", "save_frame", "write_movie",
+__all__ = ["read_frames", "count_frames", "frame_folder", "written_frames", "frame_path", "save_frame", "save_frame_as", "write_movie",
            "MOVIE_SUFFIXES", "IMAGE_SUFFIXES"]
 
 MOVIE_SUFFIXES = (".gif", ".mp4")
@@ -123,6 +123,13 @@ def write_movie(folder: Path, count: int, output: Path, fps: float) -> Path:
 
 def save_frame(frame: Tensor, folder: Path, index: int) -> Path:
     """Write one frame as ``frame_<index>.png`` in ``folder`` (created if needed)."""
+    return save_frame_as(frame, folder, frame_path(folder, index).name)
+
+
+def save_frame_as(frame: Tensor, folder: Path, name: str) -> Path:
+    """Write ``frame`` as ``folder/name`` atomically (a temporary file, then a rename), so a process that
+    dies mid-write leaves no half-written frame that a resumed run would skip."""
     folder.mkdir(parents=True, exist_ok=True)
-    return save_image(frame, frame_path(folder, index))
+    temporary = save_image(frame, folder / f".{name}.partial{Path(name).suffix}")
+    return temporary.replace(folder / name)
 

@@ -30,12 +30,13 @@ def sliding_square(frames=8, size=(64, 112), side=32, speed=4, seed=0):
     return torch.cat(video), top, side, speed
 
 
-def square_warp_error(dreams, top, side, speed):
-    """Mean |D(t+1) - D(t) moved by the true motion| inside the moving square (3 px from its edges)."""
+def square_warp_error(dreams, top, side, speed, first=0):
+    """Mean |D(t+1) - D(t) moved by the true motion| inside the moving square (3 px from its edges);
+    ``dreams`` are frames ``first, first + 1, ...`` of :func:`sliding_square`."""
     errors = []
     _, _, height, width = dreams.shape
     for t in range(dreams.shape[0] - 1):
-        left = 8 + speed * (t + 1)
+        left = 8 + speed * (first + t + 1)
         flow = torch.zeros(1, 2, height, width)
         flow[:, 0, top:top + side, left:left + side] = -speed  # frame t+1 -> t
         inside = torch.zeros(1, 1, height, width)
