@@ -56,8 +56,9 @@ def _add_shared(command: argparse.ArgumentParser, backbone: str) -> None:
                          help=f"where torchvision weights are kept (default {DEFAULT_WEIGHTS_DIR}; env DEEPDREAM_WEIGHTS)")
     command.add_argument("--size", type=int, default=0, help="resize so the longer side is SIZE px first (0 = keep)")
     command.add_argument("--mask", type=Path, help="greyscale image: white = may change, black = keep")
-    command.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
-                         help="network precision: bf16/fp16 are faster on GPUs (and CPUs with native bf16), "
+    command.add_argument("--precision", default="auto", choices=list(PRECISIONS),
+                         help="network precision: auto = half on CUDA (bf16 where supported), fp32 elsewhere; "
+                              "bf16/fp16 are faster on GPUs (and CPUs with native bf16), "
                               "with a slightly different picture")
     command.add_argument("--seed", type=int, default=0, help="seed of the jitter or noise, and of random weights")
     command.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="compute device")

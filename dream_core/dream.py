@@ -41,7 +41,7 @@ def deepdream(
     mask: Tensor | None = None,
     max_loss: float | None = None,
     seed: int = 0,
-    precision: str = "fp32",
+    precision: str = "auto",
     tile_size: int = 512,
     tile_overlap: int = 128,
     tile_above: int = 1024,
@@ -74,7 +74,8 @@ def deepdream(
             soft values scale the step, zeros leave pixels exactly as they were.
         max_loss: stop an octave early once the objective exceeds this (the Keras source's ``max_loss``).
         seed: item ``i`` of the batch uses the jitter stream of ``seed + i``.
-        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` for the network's forward and backward (see
+        precision: ``"auto"`` (half on CUDA, fp32 elsewhere), ``"fp32"``, ``"bf16"`` or ``"fp16"`` for the
+            network's forward and backward (see
             :func:`~dream_core.loop.autocast_dtype`); the update is always float32.
         tile_size, tile_overlap: tiles for the gradient of octaves larger than ``tile_above`` px on
             their longer side, so memory stays bounded at any image size (see

@@ -36,7 +36,7 @@ Cancel = Callable[[], bool]
 """``cancel()`` is asked before every step; returning True stops the work with :class:`DreamCancelled`
 (a host's own interrupt exception raised from it passes through unchanged)."""
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = {"auto": None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 OPTIMIZERS = ("adam", "lbfgs")
 LBFGS_HISTORY = 100
 """Steps L-BFGS remembers (neural-style-pt's default): two image-sized tensors each."""
@@ -112,15 +112,25 @@ def item_generator(seed: int, index: int) -> torch.Generator:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``) on ``device``.
+    """The autocast dtype for ``precision`` (``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"``) on ``device``.
 
-    Convention: fp32 is the default everywhere. bf16 roughly halves a step on CPUs with native bf16
-    (AVX512-BF16, AMX) and on GPUs, but changes the picture: after 10 steps its dream differs from
-    the fp32 one by about a third of the dream's own change (``dream_core.bench`` README section).
-    It is several times slower on CPUs without native bf16. fp16 is CUDA-only.
+    ``auto`` (the default) is what ComfyUI does with its own models: half precision on CUDA (bf16
+    where the GPU supports it, else fp16), fp32 everywhere else. On CPUs bf16 is opt-in: it roughly
+    halves a step where the CPU has native bf16 (AVX512-BF16, AMX) but is several times slower
+    without it, and it changes the picture (after 10 steps the bf16 dream differs from the fp32
+    one by about a third of the dream's own change, see ``dream_core.bench``). fp16 is CUDA-only.
+    The gradient's normalisation and the update always stay float32.
+
+    Example:
+        >>> autocast_dtype("auto", torch.device("cpu")) is None
+        True
     """
     check(precision in PRECISIONS, f"precision: unknown {precision!r}; choose one of {', '.join(PRECISIONS)}.")
     check(precision != "fp16" or device.type == "cuda", "precision: fp16 needs a CUDA device; use bf16 or fp32.")
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return PRECISIONS[precision]
 
 

@@ -84,7 +84,7 @@ def stylize(
     original_colors: bool = False,
     ema: float = 0.0,
     mask: Tensor | None = None,
-    precision: str = "fp32",
+    precision: str = "auto",
     progress: Progress | ProgressFn | None = None,
     cancel: Cancel | None = None,
 ) -> Tensor:

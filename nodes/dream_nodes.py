@@ -64,9 +64,9 @@ def _shared_optional_inputs() -> dict:
                                     "Load Image is 1 where the picture was transparent."}),
         "tile_size": ("INT", {"default": 512, "min": 0, "max": 4096, "step": 64, "tooltip": "Octaves larger than "
                               "1024 px are dreamed in tiles of this size, so 4K images fit in memory; 0 = never tile."}),
-        "precision": (list(PRECISIONS), {"default": "fp32", "tooltip": "bf16/fp16 run the network in half "
-                      "precision: about 2x faster on recent GPUs (and CPUs with native bf16), slightly different "
-                      "picture. fp16 needs CUDA."}),
+        "precision": (list(PRECISIONS), {"default": "auto", "tooltip": "auto: half precision on CUDA (bf16 "
+                      "where supported, else fp16), fp32 elsewhere, as ComfyUI runs its models. bf16/fp16: about 2x "
+                      "faster on recent GPUs (and CPUs with native bf16), slightly different picture; fp16 needs CUDA."}),
     }
 
 
@@ -109,7 +109,7 @@ class DeepDream:
     def dream(self, image: torch.Tensor, backbone: Backbone, layers: tuple[LayerTerm, ...], steps: int,
               step_size: float, jitter: int, seed: int, octaves: OctaveSettings | None = None,
               mask: torch.Tensor | None = None, invert_mask: bool = False, tile_size: int = 512,
-              precision: str = "fp32", objective: Objective | None = None,
+              precision: str = "auto", objective: Objective | None = None,
               smoothing: float = 0.0) -> tuple[torch.Tensor]:
         total = terms_objective(layers) if objective is None else terms_objective(layers) + objective
         return run_dream(image, backbone, lambda: total, total.layers, octaves, mask, invert_mask, steps=steps,
@@ -139,7 +139,7 @@ class GuidedDream(DeepDream):
     def dream(self, image: torch.Tensor, guide_image: torch.Tensor, backbone: Backbone,
               layers: tuple[LayerTerm, ...], steps: int, step_size: float, jitter: int, seed: int,
               octaves: OctaveSettings | None = None, mask: torch.Tensor | None = None, invert_mask: bool = False,
-              tile_size: int = 512, precision: str = "fp32") -> tuple[torch.Tensor]:
+              tile_size: int = 512, precision: str = "auto") -> tuple[torch.Tensor]:
         guide = from_bhwc(guide_image, "guide_image")
         return run_dream(image, backbone, lambda: guided_objective(backbone, guide, layers),
                          terms_objective(layers).layers, octaves, mask, invert_mask, steps=steps, step_size=step_size, jitter=jitter, seed=seed,

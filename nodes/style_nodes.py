@@ -164,7 +164,8 @@ class StyleTransfer:
                 "ema": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.999, "step": 0.001, "tooltip": "With "
                         "adam: the result is a moving average of the iterates with this decay (0.99 for long runs); "
                         "0 = off."}),
-                "precision": (list(PRECISIONS), {"default": "fp32", "tooltip": "bf16/fp16 run the network in "
+                "precision": (list(PRECISIONS), {"default": "auto", "tooltip": "auto: half precision on CUDA, fp32 "
+                              "elsewhere. bf16/fp16 run the network in "
                               "half precision: faster on recent GPUs. fp16 needs CUDA."}),
             },
         }
@@ -181,7 +182,7 @@ class StyleTransfer:
                  content_layer: str, tv_weight: float, steps: int, optimizer: str, learning_rate: float, init: str,
                  seed: int, original_colors: bool, scales: int, mask: torch.Tensor | None = None,
                  init_image: torch.Tensor | None = None, ema: float = 0.0,
-                 precision: str = "fp32") -> tuple[torch.Tensor]:
+                 precision: str = "auto") -> tuple[torch.Tensor]:
         if init == INIT_IMAGE and init_image is None:
             raise DreamError("init: 'image' needs an init_image; connect one or choose content or noise.")
         content = from_bhwc(content_image, "content_image")

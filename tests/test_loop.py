@@ -108,3 +108,14 @@ def test_optimizer_loop_jitter_is_seeded(googlenet, image):
 def test_unknown_optimizer_is_explained(googlenet, image):
     with pytest.raises(dc.DreamError, match="optimizer: unknown 'sgd'; choose one of adam, lbfgs"):
         invert(googlenet, image, "conv2", 2, "sgd")
+
+
+def test_precision_auto_is_half_on_cuda_and_fp32_elsewhere(monkeypatch):
+    """Catches auto picking fp16 where bf16 is supported, or half precision on the CPU."""
+    cuda = torch.device("cuda")
+    assert dc.autocast_dtype("auto", torch.device("cpu")) is None
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert dc.autocast_dtype("auto", cuda) == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    assert dc.autocast_dtype("auto", cuda) == torch.float16
+    assert dc.autocast_dtype("fp32", cuda) is None
