@@ -20,11 +20,13 @@ from torch import Tensor
 from .errors import check
 from .features import FeatureExtractor
 from .objectives import Objective
-from .pyramid import gaussian_blur
+from .pyramid import gaussian_blur, resize
 
-__all__ = ["ascent_step", "image_gradient", "random_shift", "normalize_gradient", "GRAD_NORMS"]
+__all__ = ["ascent_step", "image_gradient", "random_shift", "normalize_gradient", "laplacian_bands", "merge_bands",
+           "GRAD_NORMS"]
 
-GRAD_NORMS = ("mean_abs", "std")
+GRAD_NORMS = ("mean_abs", "std", "laplacian")
+LAPLACIAN_BANDS = 4
 _TINY = torch.finfo(torch.float32).tiny
 TILE_ALIGN = 32  # tile edges on multiples of the largest total stride (pool5, Mixed_7c, layer4: 32)
 
@@ -38,12 +40,42 @@ def random_shift(generator: torch.Generator, jitter: int) -> tuple[int, int]:
     return dy, dx
 
 
+def laplacian_bands(image: Tensor, bands: int = LAPLACIAN_BANDS) -> list[Tensor]:
+    """Split :math:`(B, C, H, W)` into ``bands`` band-pass images and a low-pass residual, finest first.
+
+    Each level blurs (sigma 1), halves the size (odd sides round up) and keeps what the halved image,
+    enlarged back, misses; so :func:`merge_bands` gives the input back exactly, at any size. Levels
+    stop early once a side would fall below 2 px.
+    """
+    levels = []
+    for _ in range(bands):
+        height, width = image.shape[-2:]
+        if min(height, width) < 4:
+            break
+        low = resize(gaussian_blur(image, 1.0), (math.ceil(height / 2), math.ceil(width / 2)))
+        levels.append(image - resize(low, (height, width)))
+        image = low
+    return [*levels, image]
+
+
+def merge_bands(levels: list[Tensor]) -> Tensor:
+    """The inverse of :func:`laplacian_bands`."""
+    image = levels[-1]
+    for band in reversed(levels[:-1]):
+        image = resize(image, band.shape[-2:]) + band
+    return image
+
+
 def normalize_gradient(grad: Tensor, mode: str = "mean_abs", inplace: bool = False) -> Tensor:
-    """Scale each item's gradient to unit mean absolute value (Google, PyTorch sources) or unit std (Keras).
+    """Scale each item's gradient to unit mean absolute value (Google, PyTorch sources) or unit std
+    (Keras); or, with ``"laplacian"``, divide each of its Laplacian-pyramid bands by the band's own
+    RMS before the mean-absolute scaling (lucid's ``lap_normalize``): the coarse bands, which a
+    plain gradient all but lacks, then move as much as the fine ones, the cure for the
+    high-frequency noise of large dreams.
 
     Args:
         grad: :math:`(B, C, H, W)`.
-        mode: ``"mean_abs"`` or ``"std"``.
+        mode: ``"mean_abs"``, ``"std"`` or ``"laplacian"``.
         inplace: divide ``grad`` itself when it is float32 (saves a full-size copy on large images).
 
     Returns:
@@ -51,6 +83,11 @@ def normalize_gradient(grad: Tensor, mode: str = "mean_abs", inplace: bool = Fal
     """
     check(mode in GRAD_NORMS, f"grad_norm: unknown mode {mode!r}; choose one of {', '.join(GRAD_NORMS)}.")
     grad = grad.float()
+    if mode == "laplacian":
+        dims = tuple(range(1, grad.ndim))
+        levels = [band / band.square().mean(dims, keepdim=True).sqrt().clamp_min(_TINY)
+                  for band in laplacian_bands(grad)]
+        grad, mode, inplace = merge_bands(levels), "mean_abs", True
     dims = tuple(range(1, grad.ndim))
     scale = grad.abs().mean(dims, keepdim=True) if mode == "mean_abs" else grad.std(dims, keepdim=True)
     # Clamp instead of adding an epsilon: the scale is free (a gradient of 1e-12 normalises like one of 1),

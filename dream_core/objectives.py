@@ -36,7 +36,8 @@ from .features import INPUT
 
 __all__ = ["Objective", "objective", "l2", "mean_activation", "channel", "layer_objective", "LOSSES",
            "LayerTerm", "terms_objective", "guide", "gram_matrix", "mean_covariance", "style_statistic",
-           "style_match", "STATISTICS", "content", "total_variation", "pixel_l2", "TV_KINDS"]
+           "style_match", "STATISTICS", "content", "total_variation", "pixel_l2", "TV_KINDS", "ranked_channels",
+           "CHANNEL_MODES", "CHOICES"]
 
 Activations = Mapping[str, Tensor]
 
@@ -183,6 +184,47 @@ def channel(layer: str, index: int) -> Callable[[Activations], Tensor]:
 
 
 LOSSES: dict[str, Callable[..., Objective]] = {"l2": l2, "mean": mean_activation}
+CHANNEL_MODES = ("all", "strongest", "weakest")
+CHOICES = ("once", "every_step")
+
+
+def ranked_channels(layer: str, k: int, mode: str = "strongest", choose: str = "once", loss: str = "l2") -> Objective:
+    """``loss`` over the ``k`` channels of ``layer`` with the highest (``strongest``) or lowest
+    (``weakest``) mean activation in each item: neural-dream's channel modes. Amplifying the
+    strongest deepens what the picture already shows; the weakest brings out what it hides.
+
+    With ``choose="once"`` each item's channels are picked on the first call and kept for the rest of
+    the dream (every octave: drivers call ``at(size, item)``, which keeps one choice per item); with
+    ``"every_step"`` they are picked again at every step.
+    """
+    check(mode in CHANNEL_MODES[1:], f"channel_mode: unknown {mode!r}; choose strongest or weakest.")
+    check(choose in CHOICES, f"choose: unknown {choose!r}; choose one of {', '.join(CHOICES)}.")
+    check(k >= 1, f"top_k: must be 1 or more, got {k}.")
+    check(loss in LOSSES, f"loss: unknown loss {loss!r}; choose one of {', '.join(LOSSES)}.")
+    description = f"{loss}({layer}, {mode} {k} {'chosen once' if choose == 'once' else 'every step'})"
+
+    def fresh() -> Objective:
+        chosen: list[Tensor] = []
+
+        def score(acts: Activations) -> Tensor:
+            activation = _full(acts[layer])
+            check(k <= activation.shape[1], f"top_k: {layer} has {activation.shape[1]} channels, fewer than {k}.")
+            if not chosen or choose == "every_step":
+                ranking = activation.detach().mean((2, 3))
+                chosen[:] = [ranking.topk(k, dim=1, largest=mode == "strongest").indices]
+            index = chosen[0][..., None, None].expand(-1, -1, *activation.shape[-2:])
+            picked = activation.gather(1, index)
+            return 0.5 * picked.square().mean((1, 2, 3)) if loss == "l2" else picked.mean((1, 2, 3))
+
+        return Objective(score, [layer], description)
+
+    per_item: dict[int, Objective] = {}
+
+    def at(size: tuple[int, int], item: int) -> Objective:
+        return per_item.setdefault(item, fresh())
+
+    whole = fresh()
+    return Objective(whole.fn, [layer], description, at)
 
 
 def layer_objective(layer: str, weight: float = 1.0, loss: str = "l2",
@@ -196,15 +238,22 @@ def layer_objective(layer: str, weight: float = 1.0, loss: str = "l2",
 
 @dataclass(frozen=True)
 class LayerTerm:
-    """One weighted layer of a layer objective (what the Select Dream Layer node makes and chains)."""
+    """One weighted layer of a layer objective (what the Select Dream Layer node makes and chains):
+    all its channels, one ``channel``, or the ``top_k`` strongest or weakest (``channel_mode``)."""
 
     layer: str
     weight: float = 1.0
     channel: int | None = None
     loss: str = "l2"
+    channel_mode: str = "all"
+    top_k: int = 8
+    choose: str = "once"
 
     def objective(self) -> Objective:
-        return layer_objective(self.layer, self.weight, self.loss, self.channel)
+        if self.channel_mode == "all":
+            return layer_objective(self.layer, self.weight, self.loss, self.channel)
+        check(self.channel is None, "channel: pick one channel or a channel mode, not both.")
+        return self.weight * ranked_channels(self.layer, self.top_k, self.channel_mode, self.choose, self.loss)
 
 
 def terms_objective(terms: Sequence[LayerTerm]) -> Objective:

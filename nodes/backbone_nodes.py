@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..dream_core import BACKBONES, LOSSES, POOLINGS, Backbone, DreamError, LayerTerm, get_spec, load_backbone
+from ..dream_core import BACKBONES, CHANNEL_MODES, CHOICES, LOSSES, POOLINGS, Backbone, DreamError, LayerTerm, get_spec, load_backbone
 from . import host
 
 DOWNLOAD, RANDOM = "torchvision (download)", "random init"
@@ -75,6 +75,13 @@ class SelectLayer:
             "optional": {
                 "layers": ("DD_LAYERS", {"tooltip": "Layers chosen so far: chain Select Dream Layer nodes "
                            "to dream several layers with their own weights."}),
+                "channel_mode": (list(CHANNEL_MODES), {"default": "all", "tooltip": "all: every channel (or the "
+                                 "one 'channel'); strongest / weakest: the top_k channels most / least active in "
+                                 "the image: deepen what it shows, or bring out what it hides."}),
+                "top_k": ("INT", {"default": 8, "min": 1, "max": 4096, "tooltip": "How many channels for "
+                          "strongest / weakest."}),
+                "choose": (list(CHOICES), {"default": "once", "tooltip": "Pick the channels once, at the start of "
+                           "each image's dream, or again every step."}),
             },
         }
 
@@ -93,10 +100,14 @@ class SelectLayer:
         return True
 
     def select(self, backbone: Backbone, layer: str, weight: float, channel: int, loss: str,
-               layers: tuple[LayerTerm, ...] = ()) -> tuple[tuple[LayerTerm, ...]]:
+               layers: tuple[LayerTerm, ...] = (), channel_mode: str = "all", top_k: int = 8,
+               choose: str = "once") -> tuple[tuple[LayerTerm, ...]]:
         name = backbone.resolve(layer)
         channels = backbone.channels(name)
         if channel >= channels:
             raise DreamError(f"channel: {name} of {backbone.name} has channels 0..{channels - 1}, got {channel}.")
-        term = LayerTerm(name, weight, None if channel < 0 else channel, loss)
+        if channel_mode != "all" and (channel >= 0 or top_k > channels):
+            raise DreamError(f"channel_mode: {channel_mode} needs channel -1 and top_k at most {channels} "
+                             f"(the channels of {name}), got channel {channel}, top_k {top_k}.")
+        term = LayerTerm(name, weight, None if channel < 0 else channel, loss, channel_mode, top_k, choose)
         return ((*layers, term),)

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import torch
 
-from ..dream_core import (DETAIL_MODES, PRECISIONS, Backbone, DreamError, LayerTerm, Objective, OctaveSettings,
+from ..dream_core import (DETAIL_MODES, GRAD_NORMS, PRECISIONS, Backbone, DreamError, LayerTerm, Objective, OctaveSettings,
                           check_tile_size, deepdream, deepdream_memory, from_bhwc, guided_objective, terms_objective,
                           to_bhwc)
 from . import host
@@ -64,6 +64,9 @@ def _shared_optional_inputs() -> dict:
                                     "Load Image is 1 where the picture was transparent."}),
         "tile_size": ("INT", {"default": 512, "min": 0, "max": 4096, "step": 64, "tooltip": "Octaves larger than "
                               "1024 px are dreamed in tiles of this size, so 4K images fit in memory; 0 = never tile."}),
+        "grad_norm": (list(GRAD_NORMS), {"default": "mean_abs", "tooltip": "How each step's gradient is scaled: "
+                      "mean_abs (Google), std (Keras), or laplacian: every frequency band normalised on its own "
+                      "(lucid), which keeps large dreams free of high-frequency noise."}),
         "precision": (list(PRECISIONS), {"default": "auto", "tooltip": "auto: half precision on CUDA (bf16 "
                       "where supported, else fp16), fp32 elsewhere, as ComfyUI runs its models. bf16/fp16: about 2x "
                       "faster on recent GPUs (and CPUs with native bf16), slightly different picture; fp16 needs CUDA."}),
@@ -109,12 +112,12 @@ class DeepDream:
     def dream(self, image: torch.Tensor, backbone: Backbone, layers: tuple[LayerTerm, ...], steps: int,
               step_size: float, jitter: int, seed: int, octaves: OctaveSettings | None = None,
               mask: torch.Tensor | None = None, invert_mask: bool = False, tile_size: int = 512,
-              precision: str = "auto", objective: Objective | None = None,
+              grad_norm: str = "mean_abs", precision: str = "auto", objective: Objective | None = None,
               smoothing: float = 0.0) -> tuple[torch.Tensor]:
         total = terms_objective(layers) if objective is None else terms_objective(layers) + objective
         return run_dream(image, backbone, lambda: total, total.layers, octaves, mask, invert_mask, steps=steps,
                          step_size=step_size, jitter=jitter, seed=seed, smoothing=smoothing, tile_size=tile_size,
-                         precision=precision)
+                         grad_norm=grad_norm, precision=precision)
 
 
 class GuidedDream(DeepDream):
@@ -139,11 +142,11 @@ class GuidedDream(DeepDream):
     def dream(self, image: torch.Tensor, guide_image: torch.Tensor, backbone: Backbone,
               layers: tuple[LayerTerm, ...], steps: int, step_size: float, jitter: int, seed: int,
               octaves: OctaveSettings | None = None, mask: torch.Tensor | None = None, invert_mask: bool = False,
-              tile_size: int = 512, precision: str = "auto") -> tuple[torch.Tensor]:
+              tile_size: int = 512, grad_norm: str = "mean_abs", precision: str = "auto") -> tuple[torch.Tensor]:
         guide = from_bhwc(guide_image, "guide_image")
         return run_dream(image, backbone, lambda: guided_objective(backbone, guide, layers),
                          terms_objective(layers).layers, octaves, mask, invert_mask, steps=steps, step_size=step_size, jitter=jitter, seed=seed,
-                         tile_size=tile_size, precision=precision)
+                         tile_size=tile_size, grad_norm=grad_norm, precision=precision)
 
 
 def run_dream(image: torch.Tensor, backbone: Backbone, make_objective, layers: frozenset[str],

@@ -585,3 +585,15 @@ def test_dream_video_node_under_inference_mode(nodes_run, fake_host):
     with pytest.raises(InterruptedError), torch.inference_mode():
         mapping["DD_DreamVideo"]().dream(video, backbone, layers, 0.8, "none", 2, 0.01, 8, 0)
     assert fake_host.checks == 4
+
+
+def test_select_layer_channel_modes_dream_under_inference_mode(pack, nodes_run):
+    mapping, backbone, _, octaves = nodes_run
+    with torch.inference_mode():
+        layers, = mapping["DD_SelectLayer"]().select(backbone, "inception3a", 1.0, -1, "l2", channel_mode="strongest",
+                                                    top_k=4, choose="every_step")
+        out, = mapping["DD_DeepDream"]().dream(_image(), backbone, layers, 2, 0.01, 8, 0, octaves)
+    assert layers[0].channel_mode == "strongest" and "strongest 4 every step" in layers[0].objective().description
+    _assert_dreamed(out, _image())
+    with pytest.raises(pack.dream_core.DreamError, match="channel_mode: strongest needs channel -1"):
+        mapping["DD_SelectLayer"]().select(backbone, "inception3a", 1.0, 3, "l2", channel_mode="strongest")

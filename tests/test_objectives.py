@@ -199,3 +199,32 @@ def test_style_weight_and_layer_weights_scale_the_objective(googlenet, image):
     alone = dc.style_objective(googlenet, style_image, terms[:1])(acts)
     third = dc.style_objective(googlenet, style_image, [dc.LayerTerm("inception3a")])(acts)
     assert torch.allclose(one, (alone + 3.0 * third) / 2)
+
+
+def test_ranked_channels_pick_the_strongest_or_weakest_once_or_every_step():
+    """Catches argmax for argmin, a choice that drifts when it should stay, and one that never moves."""
+    means = torch.tensor([0.1, 0.9, 0.5, 0.3]).view(1, 4, 1, 1)
+    acts = {"a": means.expand(1, 4, 3, 3).clone()}
+    strongest = dc.ranked_channels("a", 2, "strongest", loss="mean")
+    weakest = dc.ranked_channels("a", 2, "weakest", loss="mean")
+    assert strongest(acts).item() == pytest.approx((0.9 + 0.5) / 2)
+    assert weakest(acts).item() == pytest.approx((0.1 + 0.3) / 2)
+    moved = {"a": acts["a"].roll(1, dims=1)}  # means now 0.3, 0.1, 0.9, 0.5: channels 2 and 3 are the strongest
+    assert strongest(moved).item() == pytest.approx((0.1 + 0.9) / 2)  # chosen once: channels 1 and 2 kept
+    every = dc.ranked_channels("a", 2, "strongest", "every_step", loss="mean")
+    every(acts)
+    assert every(moved).item() == pytest.approx((0.9 + 0.5) / 2)
+    first = strongest.at((8, 8), 0)
+    assert strongest.at((16, 16), 0) is first and strongest.at((8, 8), 1) is not first  # once per image
+
+
+def test_a_dream_on_the_strongest_channels_raises_them(googlenet, image):
+    objective = dc.ranked_channels("inception3a", 8, "strongest")
+    extractor = googlenet.extractor(["inception3a"])
+    before = extractor(image)["inception3a"].mean((2, 3))[0]
+    chosen = before.topk(8).indices
+    dream = dc.deepdream(image, googlenet, objective, steps=5, octaves=1)
+    gain = extractor(dream)["inception3a"].mean((2, 3))[0] - before
+    others = torch.ones(before.shape[0], dtype=torch.bool)
+    others[chosen] = False
+    assert gain[chosen].mean() > 2 * gain[others].mean()

@@ -186,6 +186,39 @@ def measure_dream(name: str, layer: str, size: int, device: torch.device, memory
     return row
 
 
+def high_frequency_share(change: torch.Tensor) -> float:
+    """The share of a change's energy above half the Nyquist frequency (|f| > 0.25 cycles per pixel)."""
+    spectrum = torch.fft.rfft2(change.float()).abs().square().sum((0, 1))
+    fy = torch.fft.fftfreq(change.shape[-2]).abs().view(-1, 1)
+    fx = torch.fft.rfftfreq(change.shape[-1]).view(1, -1)
+    return float((spectrum * (torch.maximum(fy, fx) > 0.25)).sum() / spectrum.sum())
+
+
+def measure_grad_norms(sizes: list[int], device: torch.device, backbone: str, weights: str, layer: str | None,
+                       save: Path | None) -> list[dict]:
+    """A default dream of the bundled example at each size with ``mean_abs`` and ``laplacian``: the
+    share of the change's energy above half Nyquist, and the time."""
+    from ..images import load_image, save_image
+    from ..pyramid import resize_longer_side
+
+    net = load_backbone(backbone, weights, device=device)
+    layer = layer or net.spec.default_layer
+    photo = load_image(Path(__file__).resolve().parents[2] / "assets" / "example.jpg")
+    rows = []
+    for size in sizes:
+        image = resize_longer_side(photo, size)
+        for mode in ("mean_abs", "laplacian"):
+            start = time.perf_counter()
+            dream = deepdream(image, net, l2(layer), grad_norm=mode)
+            rows.append({"case": f"grad_norm/{backbone}/{layer}", "size": size, "grad_norm": mode,
+                         "high_frequency_share": high_frequency_share(dream - image),
+                         "dream_s": time.perf_counter() - start})
+            if save is not None:
+                save.mkdir(parents=True, exist_ok=True)
+                save_image(dream, save / f"{backbone}_{size}_{mode}.png")
+    return rows
+
+
 STYLE_STEPS = 3  # iterations per timed call: one iteration is seconds on a CPU
 
 
@@ -283,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--style", action="store_true", help="only the style-transfer rows (vgg19, 512 px)")
+    parser.add_argument("--grad-norms", action="store_true", help="only the mean_abs / laplacian high-frequency "
+                        "rows: a default dream of the example at --sizes (default 1024 2048)")
+    parser.add_argument("--weights", default="random", help="with --grad-norms: 'random' or a weights file")
+    parser.add_argument("--layer", help="with --grad-norms: the layer (default: the backbone's)")
+    parser.add_argument("--save", type=Path, help="with --grad-norms: write the dreams into this folder")
     parser.add_argument("--probe", nargs=5, metavar=("MODE", "BACKBONE", "LAYER", "SIZE", "DEVICE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -293,6 +331,13 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     if args.style:
         return _print_style(measure_style(512, device, args.repeats), args.json)
+    if args.grad_norms:
+        for row in measure_grad_norms(args.sizes or [1024, 2048], device, (args.backbones or ["googlenet"])[0],
+                                      args.weights, args.layer, args.save):
+            print(json.dumps(row) if args.json else
+                  f"{row['case']} {row['size']} px, {row['grad_norm']}: {row['high_frequency_share']:.3f} of the "
+                  f"change's energy above half Nyquist ({row['dream_s']:.0f} s)", flush=True)
+        return 0
     sizes = args.sizes or ([224] if args.quick else [224, 512])
     cases = [(n, l) for n, l in CASES if not args.backbones or n in args.backbones]
     rows = []
