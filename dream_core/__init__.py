@@ -25,8 +25,9 @@ from .images import check_image, from_bhwc, keep_colors, load_image, prepare_mas
 from .loop import (LBFGS_HISTORY, OPTIMIZERS, PRECISIONS, Ascent, Progress, TilePolicy, autocast_dtype, item_generator, optimize,
                    tuned_for)
 from .objectives import (CHANNEL_MODES, CHOICES, LOSSES, STATISTICS, TV_KINDS, LayerTerm, Objective, channel, content, gram_matrix, guide, l2,
-                         layer_objective, mean_activation, mean_covariance, objective, pixel_l2, ranked_channels, style_match,
+                         layer_objective, mean_activation, mean_covariance, objective, neuron, pixel_l2, ranked_channels, style_match,
                          style_statistic, terms_objective, total_variation)
+from .param import PARAMETERIZATIONS, FourierImage, feature_visualize, robustness_transform
 from .pyramid import (DETAIL_MODES, OctaveSettings, dream_octaves, gaussian_blur, octave_sizes, resize,
                       resize_longer_side)
 from .references import content_objective, guided_objective, reference_activations, style_objective
@@ -35,19 +36,20 @@ from .weights import WEIGHT_EXTENSIONS, download_weights, load_backbone, read_st
 
 __all__ = [
     "BACKBONES", "BASELINES", "CHANNEL_MODES", "CHOICES", "DETAIL_MODES", "FLOWS", "FOOLING_METHODS", "GRAD_NORMS",
-    "INITS", "INPUT", "LBFGS_HISTORY", "LOGITS", "LOSSES", "OPTIMIZERS", "POOLINGS", "PRECISIONS",
-    "SALIENCY_METHODS", "STATISTICS", "TV_KINDS", "WEIGHT_EXTENSIONS", "Ascent", "Backbone", "BackboneSpec",
-    "DreamCancelled", "DreamError", "FeatureExtractor", "FoolingReport", "LayerError", "LayerTerm", "Objective",
-    "OctaveSettings", "Prediction", "Progress", "ShapeError", "TilePolicy", "WeightsError", "ascent_step",
-    "attribution", "autocast_dtype", "average_pooling", "backbone_from_module", "backbone_names", "channel",
-    "check_image", "check_tile_size", "class_visualize", "classify", "content", "content_objective", "deepdream",
-    "deepdream_memory", "download_weights", "dream_octaves", "dream_video", "dream_zoom", "estimate_flow",
-    "flow_validity", "fold_batchnorm", "fool", "from_bhwc", "gatys_layers", "gaussian_blur", "get_spec",
-    "gram_matrix", "guide", "guided_objective", "heatmap", "image_gradient", "invert_features", "item_generator",
-    "keep_colors", "l2", "layer_objective", "load_backbone", "load_image", "logits", "mean_activation",
-    "mean_covariance", "normalize_gradient", "objective", "octave_sizes", "optimize", "pixel_l2", "prepare_mask",
-    "psnr", "random_shift", "ranked_channels", "read_state_dict", "reference_activations", "resize",
-    "resize_longer_side", "saliency_map", "save_image", "scale_sizes", "style_match", "style_objective",
-    "style_statistic", "stylize", "stylize_memory", "terms_objective", "to_bhwc", "to_pil", "total_variation",
-    "tuned_for", "video_frames", "warp", "zoom_frames", "zoom_transform",
+    "INITS", "INPUT", "LBFGS_HISTORY", "LOGITS", "LOSSES", "OPTIMIZERS", "PARAMETERIZATIONS", "POOLINGS",
+    "PRECISIONS", "SALIENCY_METHODS", "STATISTICS", "TV_KINDS", "WEIGHT_EXTENSIONS", "Ascent", "Backbone",
+    "BackboneSpec", "DreamCancelled", "DreamError", "FeatureExtractor", "FoolingReport", "FourierImage",
+    "LayerError", "LayerTerm", "Objective", "OctaveSettings", "Prediction", "Progress", "ShapeError", "TilePolicy",
+    "WeightsError", "ascent_step", "attribution", "autocast_dtype", "average_pooling", "backbone_from_module",
+    "backbone_names", "channel", "check_image", "check_tile_size", "class_visualize", "classify", "content",
+    "content_objective", "deepdream", "deepdream_memory", "download_weights", "dream_octaves", "dream_video",
+    "dream_zoom", "estimate_flow", "feature_visualize", "flow_validity", "fold_batchnorm", "fool", "from_bhwc",
+    "gatys_layers", "gaussian_blur", "get_spec", "gram_matrix", "guide", "guided_objective", "heatmap",
+    "image_gradient", "invert_features", "item_generator", "keep_colors", "l2", "layer_objective", "load_backbone",
+    "load_image", "logits", "mean_activation", "mean_covariance", "neuron", "normalize_gradient", "objective",
+    "octave_sizes", "optimize", "pixel_l2", "prepare_mask", "psnr", "random_shift", "ranked_channels",
+    "read_state_dict", "reference_activations", "resize", "resize_longer_side", "robustness_transform",
+    "saliency_map", "save_image", "scale_sizes", "style_match", "style_objective", "style_statistic", "stylize",
+    "stylize_memory", "terms_objective", "to_bhwc", "to_pil", "total_variation", "tuned_for", "video_frames",
+    "warp", "zoom_frames", "zoom_transform",
 ]

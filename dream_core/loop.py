@@ -260,6 +260,7 @@ def optimize(
     progress: Progress | ProgressFn | None = None,
     cancel: Cancel | None = None,
     ema: float = 0.0,
+    transform: Callable[[Tensor, torch.Generator], Tensor] | None = None,
 ) -> Tensor:
     """Raise ``objective`` by minimising ``-objective(render())`` over ``parameters`` with an optimizer.
 
@@ -281,6 +282,8 @@ def optimize(
         ema: decay of an exponential moving average of the parameters over the steps (bias-corrected,
             as crowsonkb's style transfer does with Adam); the result is rendered from the average,
             which smooths the step-to-step noise of Adam. 0 = off; ignored by L-BFGS.
+        transform: ``transform(image, generator)``, what the network sees instead of the jittered
+            image (robustness transforms of feature visualisation); the result is not transformed.
 
     Returns:
         ``render()`` after the last step, detached and clamped to 0..1.
@@ -306,8 +309,11 @@ def optimize(
         optim.zero_grad(set_to_none=True)
         with torch.enable_grad():
             image = render()
-            shift = random_shift(generator, jitter)
-            seen = torch.roll(image, shift, dims=(2, 3)) if any(shift) else image
+            if transform is not None:
+                seen = transform(image, generator)
+            else:
+                shift = random_shift(generator, jitter)
+                seen = torch.roll(image, shift, dims=(2, 3)) if any(shift) else image
             with torch.autocast(image.device.type, dtype=autocast, enabled=autocast is not None):
                 loss = -objective(extractor(seen)).float().sum()
             loss.backward()

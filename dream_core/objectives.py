@@ -37,7 +37,7 @@ from .features import INPUT
 __all__ = ["Objective", "objective", "l2", "mean_activation", "channel", "layer_objective", "LOSSES",
            "LayerTerm", "terms_objective", "guide", "gram_matrix", "mean_covariance", "style_statistic",
            "style_match", "STATISTICS", "content", "total_variation", "pixel_l2", "TV_KINDS", "ranked_channels",
-           "CHANNEL_MODES", "CHOICES"]
+           "CHANNEL_MODES", "CHOICES", "neuron"]
 
 Activations = Mapping[str, Tensor]
 
@@ -181,6 +181,18 @@ def mean_activation(layer: str, channels: Sequence[int] | int | None = None,
 def channel(layer: str, index: int) -> Callable[[Activations], Tensor]:
     """The mean activation of one channel: visualises what that feature detects."""
     return lambda acts: _select(acts[layer], index, 0).flatten(1).mean(1)
+
+
+@objective
+def neuron(layer: str, index: int) -> Callable[[Activations], Tensor]:
+    """The activation of channel ``index`` at the centre position of the layer: one neuron, as lucid's
+    ``neuron`` objective (a channel objective is that neuron at every position)."""
+    def score(acts: Activations) -> Tensor:
+        activation = acts[layer]
+        return _select(activation[..., activation.shape[-2] // 2, activation.shape[-1] // 2][..., None, None],
+                       index, 0).flatten(1).mean(1)
+
+    return score
 
 
 LOSSES: dict[str, Callable[..., Objective]] = {"l2": l2, "mean": mean_activation}

@@ -6,7 +6,7 @@ from . import host
 from .animation_nodes import DreamVideo, DreamZoom
 from .backbone_nodes import LoadBackbone, SelectLayer
 from .dream_nodes import DeepDream, GuidedDream, OctavePyramid
-from .explain_nodes import Classify, ClassVisualize, FeatureInversion, FoolingImage, Saliency
+from .explain_nodes import Classify, ClassVisualize, FeatureInversion, FeatureVisualize, FoolingImage, Saliency
 from .style_nodes import ContentLoss, StyleLoss, StyleTransfer, TVLoss
 
 NODE_CONFIG = {
@@ -28,6 +28,7 @@ NODE_CONFIG = {
     "DD_ClassVisualize": {"class": ClassVisualize, "name": "Class Visualization"},
     "DD_FoolingImage": {"class": FoolingImage, "name": "Fooling Image"},
     "DD_FeatureInversion": {"class": FeatureInversion, "name": "Feature Inversion"},
+    "DD_FeatureVisualize": {"class": FeatureVisualize, "name": "Feature Visualization"},
     # Objectives
     "DD_StyleLoss": {"class": StyleLoss, "name": "Style Loss"},
     "DD_ContentLoss": {"class": ContentLoss, "name": "Content Loss"},

@@ -1,12 +1,12 @@
-"""Classify, Saliency, Class Visualize, Fooling Image, Feature Inversion."""
+"""Classify, Saliency, Class Visualize, Fooling Image, Feature Inversion, Feature Visualize."""
 
 from __future__ import annotations
 
 import torch
 
-from ..dream_core import (BASELINES, FOOLING_METHODS, LOGITS, SALIENCY_METHODS, Backbone, Objective, class_visualize,
-                          classify, deepdream_memory, fool, from_bhwc, heatmap, invert_features, saliency_map,
-                          to_bhwc)
+from ..dream_core import (BASELINES, FOOLING_METHODS, LOGITS, PARAMETERIZATIONS, SALIENCY_METHODS, Backbone,
+                          Objective, channel, class_visualize, classify, deepdream_memory, feature_visualize, fool,
+                          from_bhwc, heatmap, invert_features, neuron, pixel_l2, saliency_map, to_bhwc)
 from . import host
 from .backbone_nodes import ALL_LAYERS
 from .dream_nodes import SEED_MAX
@@ -134,7 +134,11 @@ class ClassVisualize:
                 "blur_every": ("INT", {"default": 10, "min": 0, "max": 1000, "tooltip": "Blur period in steps."}),
                 "octaves": ("INT", {"default": 1, "min": 1, "max": 8, "tooltip": "Start smaller and grow 1.4x per "
                             "octave: larger shapes."}),
-                "init_image": ("IMAGE", {"tooltip": "Start from this picture instead of noise."}),
+                "init_image": ("IMAGE", {"tooltip": "Start from this picture instead of noise (pixels only)."}),
+                "parameterization": (list(reversed(PARAMETERIZATIONS)), {"default": "pixels", "tooltip": "pixels: "
+                                     "CS231n's ascent on the pixels; fft: lucid's Fourier basis with decorrelated "
+                                     "colour and robustness transforms (Adam, learning rate 0.05), more natural "
+                                     "shapes and colours."}),
             },
         }
 
@@ -148,10 +152,15 @@ class ClassVisualize:
 
     def visualize(self, backbone: Backbone, target: int, width: int, height: int, batch: int, steps: int,
                   step_size: float, seed: int, l2_weight: float = 1.0, jitter: int = 16, blur_sigma: float = 0.5,
-                  blur_every: int = 10, octaves: int = 1,
-                  init_image: torch.Tensor | None = None) -> tuple[torch.Tensor]:
+                  blur_every: int = 10, octaves: int = 1, init_image: torch.Tensor | None = None,
+                  parameterization: str = "pixels") -> tuple[torch.Tensor]:
         start = None if init_image is None else from_bhwc(init_image, "init_image")
         with host.dreaming(backbone, _memory((height, width), backbone, {LOGITS})):
+            if parameterization == "fft":
+                made = feature_visualize(backbone, channel(LOGITS, target) - l2_weight * pixel_l2(),
+                                         size=(height, width), batch=batch, steps=steps, seed=seed,
+                                         progress=host.progress(), cancel=host.interrupted)
+                return (to_bhwc(made).to(host.output_device()),)
             made = class_visualize(backbone, target, size=(height, width), batch=batch, steps=steps,
                                    step_size=step_size, l2_weight=l2_weight, jitter=jitter, blur_sigma=blur_sigma,
                                    blur_every=blur_every, octaves=octaves, init=start, seed=seed,
@@ -249,3 +258,58 @@ class FeatureInversion:
                                        tv_weight=tv_weight, l2_weight=l2_weight, jitter=jitter, seed=seed,
                                        progress=host.progress(), cancel=host.interrupted)
             return (to_bhwc(inverted).to(host.output_device()),)
+
+
+TARGETS = ("channel", "neuron", "class")
+
+
+class FeatureVisualize:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "backbone": ("DD_BACKBONE", {"tooltip": "The network whose feature to render."}),
+                "layer": (ALL_LAYERS, {"default": "inception4c", "tooltip": "The layer of the channel or neuron; "
+                          "ignored for a class."}),
+                "target": (list(TARGETS), {"default": "channel", "tooltip": "channel: the mean of one channel over "
+                           "the layer; neuron: that channel at the centre only; class: a class score (logits)."}),
+                "index": ("INT", {"default": 0, "min": 0, "max": 99999, "tooltip": "The channel, or the class."}),
+                "width": ("INT", {"default": 224, "min": 32, "max": 2048, "step": 8, "tooltip": "Picture width."}),
+                "height": ("INT", {"default": 224, "min": 32, "max": 2048, "step": 8, "tooltip": "Picture height."}),
+                "batch": ("INT", {"default": 1, "min": 1, "max": 64,
+                                  "tooltip": "How many pictures, each from the seed + i."}),
+                "steps": ("INT", {"default": 256, "min": 0, "max": 10000, "tooltip": "Adam steps (lucid: 512)."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "tooltip": "Seed of the start and of the "
+                         "transforms."}),
+            },
+            "optional": {
+                "learning_rate": ("FLOAT", {"default": 0.05, "min": 0.0001, "max": 1.0, "step": 0.001,
+                                            "tooltip": "Adam's step on the parameters."}),
+                "parameterization": (list(PARAMETERIZATIONS), {"default": "fft", "tooltip": "fft: a 1/f-scaled "
+                                     "Fourier basis (lucid); pixels: raw pixels (noisier)."}),
+                "decorrelate": ("BOOLEAN", {"default": True, "tooltip": "fft: mix colours by ImageNet's colour "
+                                "correlation, so colours move together."}),
+                "transforms": ("BOOLEAN", {"default": True, "tooltip": "Pad, jitter, scale and rotate at every step: "
+                               "only features that survive being moved are kept."}),
+            },
+        }
+
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("Pictures of what the channel, neuron or class responds to.",)
+    FUNCTION = "visualize"
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Feature visualisation from nothing (lucid / lucent): what a channel, a neuron or a class "
+                   "maximises, rendered in a Fourier basis with decorrelated colour and robustness transforms.")
+
+    def visualize(self, backbone: Backbone, layer: str, target: str, index: int, width: int, height: int,
+                  batch: int, steps: int, seed: int, learning_rate: float = 0.05, parameterization: str = "fft",
+                  decorrelate: bool = True, transforms: bool = True) -> tuple[torch.Tensor]:
+        name = LOGITS if target == "class" else backbone.resolve(layer)
+        objective = neuron(name, index) if target == "neuron" else channel(name, index)
+        with host.dreaming(backbone, _memory((height, width), backbone, {name})):
+            made = feature_visualize(backbone, objective, size=(height, width), batch=batch, steps=steps,
+                                     learning_rate=learning_rate, parameterization=parameterization,
+                                     decorrelate=decorrelate, transforms=transforms, seed=seed,
+                                     progress=host.progress(), cancel=host.interrupted)
+            return (to_bhwc(made).to(host.output_device()),)

@@ -27,7 +27,7 @@ def test_pack_imports_from_any_folder_name_without_comfy_and_stays_light(tmp_pat
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     ids = ["DD_ClassVisualize", "DD_Classify", "DD_ContentLoss", "DD_DeepDream", "DD_DreamVideo", "DD_DreamZoom",
-           "DD_FeatureInversion",
+           "DD_FeatureInversion", "DD_FeatureVisualize",
            "DD_FoolingImage", "DD_GuidedDream", "DD_LoadBackbone", "DD_OctavePyramid", "DD_Saliency",
            "DD_SelectLayer", "DD_StyleLoss", "DD_StyleTransfer", "DD_TVLoss"]
     assert result.stdout.strip() == f"{ids} []"
@@ -597,3 +597,20 @@ def test_select_layer_channel_modes_dream_under_inference_mode(pack, nodes_run):
     _assert_dreamed(out, _image())
     with pytest.raises(pack.dream_core.DreamError, match="channel_mode: strongest needs channel -1"):
         mapping["DD_SelectLayer"]().select(backbone, "inception3a", 1.0, 3, "l2", channel_mode="strongest")
+
+
+
+@pytest.mark.parametrize("target", ["channel", "neuron", "class"])
+def test_feature_visualize_node_under_inference_mode(pack, shapes_net, target):
+    node = pack.NODE_CLASS_MAPPINGS["DD_FeatureVisualize"]()
+    with torch.inference_mode():
+        made, = node.visualize(shapes_net, "relu2", target, 1, 40, 32, 2, 4, 0)
+    assert made.shape == (2, 32, 40, 3) and 0 <= made.min() and made.max() <= 1 and not torch.equal(made[0], made[1])
+
+
+def test_class_visualize_node_fft_parameterization(pack, shapes_net):
+    with torch.inference_mode():
+        made, = pack.NODE_CLASS_MAPPINGS["DD_ClassVisualize"]().visualize(shapes_net, 1, 48, 48, 1, 40, 0.02, 0,
+                                                                          parameterization="fft")
+    probabilities = pack.dream_core.logits(made.movedim(-1, 1), shapes_net).softmax(1)
+    assert made.shape == (1, 48, 48, 3) and probabilities[0, 1] > 0.9
