@@ -13,6 +13,7 @@ step (with ``grad_norm="mean_abs"``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -149,8 +150,9 @@ def image_gradient(
 ) -> tuple[Tensor, Tensor]:
     """The objective's gradient with respect to ``image`` :math:`(B, 3, H, W)`, and its scores :math:`(B,)`.
 
-    The network sees ``image`` rolled by ``shift`` (jitter); the gradient comes back unrolled, aligned
-    with ``image``.
+    The network sees ``image`` rolled by ``shift`` (jitter), one ``(dy, dx)`` for the batch or one per
+    item (batched dreaming: still one forward pass when untiled); the gradient comes back unrolled,
+    aligned with ``image``.
 
     With ``tile_size > 0`` and an image larger than one tile, the gradient is computed tile by tile,
     as in the TensorFlow DeepDream tutorial: the image is split into a grid of *cores*; each core is
@@ -165,7 +167,18 @@ def image_gradient(
     Objectives over the whole picture (Gram style, guide matching) see one tile at a time.
     """
     height, width = image.shape[-2:]
-    if tile_size <= 0 or (height <= tile_size and width <= tile_size):
+    shifts = _per_item(shift, image.shape[0])
+    tiled = tile_size > 0 and (height > tile_size or width > tile_size)
+    if len(set(shifts)) > 1:  # a batch with its own roll per item
+        if tiled:
+            parts = [image_gradient(image[i:i + 1], extractor, objective, shift=s, autocast=autocast,
+                                    tile_size=tile_size, overlap=overlap) for i, s in enumerate(shifts)]
+            return torch.cat([g for g, _ in parts]), torch.cat([s for _, s in parts])
+        rolled = torch.cat([torch.roll(image[i:i + 1], s, dims=(2, 3)) for i, s in enumerate(shifts)])
+        grad, scores = _gradient(rolled, extractor, objective, autocast, 1.0)
+        return torch.cat([torch.roll(grad[i:i + 1], (-s[0], -s[1]), dims=(2, 3)) for i, s in enumerate(shifts)]), scores
+    shift = shifts[0]
+    if not tiled:
         grad, scores = _gradient(torch.roll(image, shift, dims=(2, 3)), extractor, objective, autocast, 1.0)
         return torch.roll(grad, (-shift[0], -shift[1]), dims=(2, 3)), scores
     # Tiles are gathered from the image with wrap-around indices and their gradients scattered back
@@ -187,6 +200,15 @@ def image_gradient(
             core_area = (rows.stop - rows.start) * (cols.stop - cols.start)
             scores += tile_scores * (core_area / tile_area)  # margins are scored by their own tile
     return grad, scores
+
+
+def _per_item(shift: tuple[int, int] | Sequence[tuple[int, int]], batch: int) -> list[tuple[int, int]]:
+    """One ``(dy, dx)`` shift, or one per batch item, as a list of ``batch`` shifts."""
+    if len(shift) == 2 and all(isinstance(v, int) for v in shift):
+        return [tuple(shift)] * batch
+    shifts = [tuple(s) for s in shift]
+    check(len(shifts) == batch, f"shift: {len(shifts)} shifts for a batch of {batch}.")
+    return shifts
 
 
 def _spans(length: int, core: int, margin: int) -> list[tuple[slice, slice]]:

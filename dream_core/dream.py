@@ -45,6 +45,7 @@ def deepdream(
     tile_size: int = 512,
     tile_overlap: int = 128,
     tile_above: int = 1024,
+    batch_size: int = 0,
     progress: Progress | ProgressFn | None = None,
     cancel: Cancel | None = None,
 ) -> Tensor:
@@ -81,6 +82,10 @@ def deepdream(
             their longer side, so memory stays bounded at any image size (see
             :func:`dream_core.ascent.image_gradient`); ``tile_size=0`` never tiles. On CUDA
             out-of-memory a step is retried with tiles, then with smaller tiles, with one warning.
+        batch_size: items dreamed together, one forward pass for all, each with its own roll (the
+            result equals one at a time to float rounding); 0 = automatic: one at a time on the CPU,
+            where that is as fast, and on CUDA as many as fit in the free memory. Objectives made from
+            references (styles, contents) and ``max_loss`` always run one item at a time.
         progress: a callback ``(step, total, preview)`` called after every step, or a
             :class:`~dream_core.loop.Progress` part of a larger job.
         cancel: asked before every step, see :data:`~dream_core.loop.Cancel`.
@@ -105,25 +110,31 @@ def deepdream(
                     tiles=TilePolicy(tile_size, tile_above, minimum=2 * tile_overlap + max(32, smallest)),
                     progress=progress, cancel=cancel, max_loss=max_loss)
 
-    def dream_item(index: int) -> Tensor:
-        generator = item_generator(seed, index)
-        item_mask = None if masks is None else masks[index if masks.shape[0] > 1 else 0].unsqueeze(0)
+    def dream_chunk(items: range) -> Tensor:
+        generators = [item_generator(seed, index) for index in items]
+        chunk_mask = None if masks is None else (masks[items.start:items.stop] if masks.shape[0] > 1 else masks[:1])
 
         def dream_level(start: Tensor, level: int) -> Tensor:
-            level_mask = None if item_mask is None else resize(item_mask, start.shape[-2:])
-            level_ascent = replace(ascent, objective=objective.at(tuple(start.shape[-2:]), index))
-            return level_ascent.run(start, steps, generator, smoothing=smoothing * octave_scale**level, mask=level_mask)
+            level_mask = None if chunk_mask is None else resize(chunk_mask, start.shape[-2:])
+            level_ascent = replace(ascent, objective=objective.at(tuple(start.shape[-2:]), items.start))
+            return level_ascent.run(start, steps, generators[0] if len(items) == 1 else generators,
+                                    smoothing=smoothing * octave_scale**level, mask=level_mask)
 
-        item = original[index:index + 1].to(backbone.device)
-        dreamed = dream_octaves(resize(item, (height, width)), sizes, dream_level, detail, blend)
+        chunk = original[items.start:items.stop].to(backbone.device)
+        dreamed = dream_octaves(resize(chunk, (height, width)), sizes, dream_level, detail, blend)
         if (height, width) != given_size:
             dreamed = resize(dreamed, given_size).clamp(0.0, 1.0)
-        if item_mask is not None:
-            dreamed = torch.where(item_mask > 0, dreamed, item)
+        if chunk_mask is not None:
+            dreamed = torch.where(chunk_mask > 0, dreamed, chunk)
         return dreamed.to(image.device)
 
+    per_chunk = _chunk_size(batch_size, batch, backbone, objective, max_loss,
+                            lambda: deepdream_memory(given_size, backbone, objective, octaves=octaves,
+                                                     octave_scale=octave_scale, tile_size=tile_size,
+                                                     tile_overlap=tile_overlap, tile_above=tile_above))
     with tuned_for(backbone.device):
-        return torch.cat([dream_item(index) for index in range(batch)])
+        return torch.cat([dream_chunk(range(start, min(batch, start + per_chunk)))
+                          for start in range(0, batch, per_chunk)])
 
 
 def deepdream_memory(
@@ -151,6 +162,21 @@ def deepdream_memory(
     tiles = TilePolicy(tile_size, tile_above)
     largest = max(tiles.for_size(s) ** 2 if tiles.for_size(s) else s[0] * s[1] for s in sizes)
     return int(extractor.bytes_per_pixel() * largest + 6 * 3 * 4 * sizes[-1][0] * sizes[-1][1])
+
+
+def _chunk_size(batch_size: int, batch: int, backbone: Backbone, objective: Objective, max_loss: float | None,
+                memory_per_item) -> int:
+    """How many items to dream together (see ``batch_size`` in :func:`deepdream`)."""
+    check(batch_size >= 0, f"batch_size: must be 0 (automatic) or more, got {batch_size}.")
+    if objective.per_image or max_loss is not None:
+        return 1  # per-item objectives, or an early stop per item
+    if batch_size:
+        return min(batch_size, batch)
+    device = backbone.device
+    if device.type != "cuda":
+        return 1
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(1, min(batch, int(0.8 * free // max(memory_per_item(), 1))))
 
 
 def check_tile_size(tile_size: int, tile_overlap: int = 128) -> None:

@@ -217,13 +217,15 @@ class Ascent:
     cancel: Cancel | None = None
     max_loss: float | None = None
 
-    def run(self, image: Tensor, steps: int, generator: torch.Generator, *, smoothing: float = 0.0,
+    def run(self, image: Tensor, steps: int, generator: torch.Generator | Sequence[torch.Generator], *,
+            smoothing: float = 0.0,
             mask: Tensor | None = None, stop: Stop | None = None,
             after_step: Callable[[Tensor, int], Tensor] | None = None) -> Tensor:
         """Take up to ``steps`` steps from ``image`` :math:`(B, 3, H, W)`; returns the new image.
 
         Args:
-            generator: the jitter stream (see :func:`item_generator`).
+            generator: the jitter stream (see :func:`item_generator`), or one per batch item (each item
+                rolled by its own shift within one forward pass).
             smoothing: sigma (pixels) of the gradient blur; 0 = off.
             mask: :math:`(B \\text{ or } 1, 1, H, W)` in 0..1, scales the step per pixel.
             stop: ends the run early when it returns True (after ``max_loss``).
@@ -233,13 +235,15 @@ class Ascent:
             self.progress.check_cancel(self.cancel)
             image, scores = self.tiles.run(
                 ascent_step, image, self.extractor, self.objective, step_size=self.step_size,
-                shift=random_shift(generator, self.jitter), grad_norm=self.grad_norm, smoothing=smoothing,
+                shift=(random_shift(generator, self.jitter) if isinstance(generator, torch.Generator)
+                       else [random_shift(g, self.jitter) for g in generator]),
+                grad_norm=self.grad_norm, smoothing=smoothing,
                 mask=mask, autocast=self.autocast, tile_overlap=self.tile_overlap)
             if after_step is not None:
                 image = after_step(image, step)
             reached = ((self.max_loss is not None and bool((scores > self.max_loss).all()))
                        or (stop is not None and stop(image, scores)))
-            self.progress.step(image[0], steps=steps - step if reached else 1)
+            self.progress.step(image[0], steps=(steps - step if reached else 1) * image.shape[0])
             if reached:
                 break
         return image

@@ -75,6 +75,11 @@ class Objective:
         """
         return self if self._at is None else self._at(tuple(size), item)
 
+    @property
+    def per_image(self) -> bool:
+        """True when :meth:`at` gives other objectives for other sizes or batch items (reference objectives)."""
+        return self._at is not None
+
     def _combine(self, other: Objective, fn: Callable[[Activations], Tensor], description: str) -> Objective:
         sized = self._at is not None or other._at is not None
         return Objective(fn, self.layers | other.layers, description,

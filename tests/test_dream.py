@@ -132,3 +132,38 @@ def test_the_callers_image_and_mask_are_never_modified(googlenet, image, steps):
     kept_picture, kept_mask = picture.clone(), mask.clone()
     dc.deepdream(picture, googlenet, dc.l2("inception3a"), steps=steps, octaves=2, mask=mask)
     assert torch.equal(picture, kept_picture) and torch.equal(mask, kept_mask)
+
+
+def test_batched_dreaming_equals_one_at_a_time(googlenet):
+    """Each item keeps its own roll in the shared forward pass. Catches one shift for the whole chunk
+    (items would differ from their lone dream) and masks or progress counted per chunk, not per item."""
+    images = torch.rand(4, 3, 64, 80, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(4, 64, 80)
+    mask[:, :, 40:] = 1
+    reports = {}
+    for chunk in (1, 3):
+        seen = []
+        dreams = dc.deepdream(images, googlenet, dc.l2("inception4c"), steps=3, octaves=2, mask=mask,
+                              batch_size=chunk, progress=lambda done, total, preview: seen.append((done, total)))
+        reports[chunk] = (dreams, seen)
+    assert torch.allclose(reports[1][0], reports[3][0], atol=1e-5)
+    assert reports[1][1][-1] == reports[3][1][-1] == (24, 24)
+    assert torch.equal(reports[3][0][..., :40], images[..., :40])
+
+
+def test_batching_is_automatic_only_where_it_helps(googlenet, monkeypatch):
+    """One at a time on the CPU and for per-item objectives; on CUDA as many as fit in free memory."""
+    from types import SimpleNamespace
+
+    from dream_core.dream import _chunk_size
+
+    plain = dc.l2("inception4c")
+    per_item = dc.content_objective(googlenet, torch.rand(2, 3, 64, 64), "inception3a")
+    assert _chunk_size(0, 8, googlenet, plain, None, lambda: 1) == 1
+    assert _chunk_size(4, 8, googlenet, plain, None, lambda: 1) == 4
+    assert _chunk_size(4, 8, googlenet, per_item, None, lambda: 1) == 1
+    assert _chunk_size(4, 8, googlenet, plain, 3.0, lambda: 1) == 1
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (10 * 2**30, 16 * 2**30))
+    gpu = SimpleNamespace(device=torch.device("cuda", 0))
+    assert _chunk_size(0, 64, gpu, plain, None, lambda: 2**30) == 8  # 80% of 10 GiB in 1 GiB items
+    assert _chunk_size(0, 4, gpu, plain, None, lambda: 2**30) == 4

@@ -219,6 +219,23 @@ def measure_grad_norms(sizes: list[int], device: torch.device, backbone: str, we
     return rows
 
 
+def measure_batched(size: int, batch: int, device: torch.device, backbone: str = "googlenet") -> dict:
+    """A default dream of ``batch`` items at ``size`` px: one at a time against ``batch_size=batch``
+    (after a warm-up of each); the throughput ratio, and their largest difference."""
+    net = _build(backbone, device, True)
+    layer = net.spec.default_layer
+    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    dreams = {}
+
+    def dream(chunk: int) -> Callable[[], None]:
+        return lambda: dreams.__setitem__(chunk, deepdream(images, net, l2(layer), batch_size=chunk))
+
+    timings = median_ms({"one_at_a_time_ms": dream(1), "batched_ms": dream(batch)}, device, 1)
+    return {"case": f"batched/{backbone}/{layer}", "size": size, "batch": batch, "device": str(device), **timings,
+            "speedup": timings["one_at_a_time_ms"] / timings["batched_ms"],
+            "max_difference": float((dreams[1] - dreams[batch]).abs().max())}
+
+
 STYLE_STEPS = 3  # iterations per timed call: one iteration is seconds on a CPU
 
 
@@ -318,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--style", action="store_true", help="only the style-transfer rows (vgg19, 512 px)")
     parser.add_argument("--grad-norms", action="store_true", help="only the mean_abs / laplacian high-frequency "
                         "rows: a default dream of the example at --sizes (default 1024 2048)")
+    parser.add_argument("--batched", action="store_true", help="only the batched-dreaming row: 8 items at 512 px, "
+                        "one at a time against one forward pass for all")
     parser.add_argument("--weights", default="random", help="with --grad-norms: 'random' or a weights file")
     parser.add_argument("--layer", help="with --grad-norms: the layer (default: the backbone's)")
     parser.add_argument("--save", type=Path, help="with --grad-norms: write the dreams into this folder")
@@ -331,6 +350,13 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     if args.style:
         return _print_style(measure_style(512, device, args.repeats), args.json)
+    if args.batched:
+        row = measure_batched((args.sizes or [512])[0], 8, device, (args.backbones or ["googlenet"])[0])
+        print(json.dumps(row) if args.json else
+              f"{row['case']} {row['size']} px, {row['batch']} items: one at a time {row['one_at_a_time_ms'] / 1000:.1f} s, "
+              f"batched {row['batched_ms'] / 1000:.1f} s ({row['speedup']:.2f}x); largest difference "
+              f"{row['max_difference']:.1e}", flush=True)
+        return 0
     if args.grad_norms:
         for row in measure_grad_norms(args.sizes or [1024, 2048], device, (args.backbones or ["googlenet"])[0],
                                       args.weights, args.layer, args.save):
