@@ -152,6 +152,12 @@ WORKFLOWS = {
         (6, "CreateVideo", {"images": (5, 0), "audio": (2, 1), "fps": 12.0}),
         (7, "SaveVideo", {"video": (6, 0), "filename_prefix": "video/dream_video", "format": "auto", "codec": "auto"}),
     ],
+    "feature_visualization": [
+        (1, "DD_LoadBackbone", {"backbone": "googlenet", "weights": DOWNLOAD, "seed": 0}),
+        (2, "DD_FeatureVisualize", {"backbone": (1, 0), "layer": "inception4c", "target": "channel", "index": 97,
+                                    "width": 224, "height": 224, "batch": 4, "steps": 256, "seed": 0}),
+        (3, "SaveImage", {"images": (2, 0), "filename_prefix": "feature_visualization"}),
+    ],
     "explain_network": [
         (1, "LoadImage", {"image": IMAGE_IN, "upload": "image"}),
         (2, "DD_LoadBackbone", {"backbone": "googlenet", "weights": DOWNLOAD, "seed": 0}),
