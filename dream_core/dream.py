@@ -82,8 +82,10 @@ def deepdream(
             their longer side, so memory stays bounded at any image size (see
             :func:`dream_core.ascent.image_gradient`); ``tile_size=0`` never tiles. On CUDA
             out-of-memory a step is retried with tiles, then with smaller tiles, with one warning.
-        batch_size: items dreamed together, one forward pass for all, each with its own roll (the
-            result equals one at a time to float rounding); 0 = automatic: one at a time on the CPU,
+        batch_size: items dreamed together, one forward pass for all, each with its own roll. A step
+            equals the lone step to float rounding; over many steps max-pooling ties, which rounding
+            can break the other way, move single pixels, so dreams agree on average (a mean
+            difference of 3e-3 after 12 steps at 256 px). 0 = automatic: one at a time on the CPU,
             where that is as fast, and on CUDA as many as fit in the free memory. Objectives made from
             references (styles, contents) and ``max_loss`` always run one item at a time.
         progress: a callback ``(step, total, preview)`` called after every step, or a

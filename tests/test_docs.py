@@ -103,3 +103,16 @@ def test_the_explain_figure_tool_runs(tmp_path):
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert "Classify:" in result.stdout and "Fooling:" in result.stdout and output.exists()
+
+
+def test_the_feature_figure_tool_runs(tmp_path):
+    """``tools/make_feature_figure.py``, which made the README's feature-visualisation picture, on random weights."""
+    import subprocess
+    import sys
+
+    output = tmp_path / "features.jpg"
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "make_feature_figure.py"), "random", "-o",
+                             str(output), "--size", "48", "--steps", "2"],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert output.exists()

@@ -135,20 +135,24 @@ def test_the_callers_image_and_mask_are_never_modified(googlenet, image, steps):
 
 
 def test_batched_dreaming_equals_one_at_a_time(googlenet):
-    """Each item keeps its own roll in the shared forward pass. Catches one shift for the whole chunk
-    (items would differ from their lone dream) and masks or progress counted per chunk, not per item."""
+    """Each item keeps its own roll in the shared forward pass: one step equals the lone step to float
+    rounding. Over more steps, max-pooling ties that rounding breaks the other way move single pixels,
+    so longer dreams agree only on average (measured at 256 px: mean 5e-9 after 1 step, 7e-6 after 2,
+    3e-3 after 12). Catches one shift for the whole chunk, and masks or progress counted per chunk."""
     images = torch.rand(4, 3, 64, 80, generator=torch.Generator().manual_seed(0))
     mask = torch.zeros(4, 64, 80)
     mask[:, :, 40:] = 1
-    reports = {}
+    runs = {}
     for chunk in (1, 3):
         seen = []
-        dreams = dc.deepdream(images, googlenet, dc.l2("inception4c"), steps=3, octaves=2, mask=mask,
+        dreams = dc.deepdream(images, googlenet, dc.l2("inception4c"), steps=1, octaves=1, mask=mask,
                               batch_size=chunk, progress=lambda done, total, preview: seen.append((done, total)))
-        reports[chunk] = (dreams, seen)
-    assert torch.allclose(reports[1][0], reports[3][0], atol=1e-5)
-    assert reports[1][1][-1] == reports[3][1][-1] == (24, 24)
-    assert torch.equal(reports[3][0][..., :40], images[..., :40])
+        longer = dc.deepdream(images, googlenet, dc.l2("inception4c"), steps=3, octaves=2, batch_size=chunk)
+        runs[chunk] = (dreams, seen, longer)
+    assert torch.allclose(runs[1][0], runs[3][0], atol=1e-6)
+    assert runs[1][1][-1] == runs[3][1][-1] == (4, 4)
+    assert torch.equal(runs[3][0][..., :40], images[..., :40])
+    assert (runs[1][2] - runs[3][2]).abs().mean() < 1e-3
 
 
 def test_batching_is_automatic_only_where_it_helps(googlenet, monkeypatch):
