@@ -33,6 +33,14 @@ def _target(default: int = -1, minimum: int = -1, tooltip: str = "The class (ind
     return {"target": ("INT", {"default": default, "min": minimum, "max": 99999, "tooltip": tooltip})}
 
 
+def _canvas() -> dict:
+    """The size and count of pictures made from nothing."""
+    return {"width": ("INT", {"default": 224, "min": 32, "max": 2048, "step": 8, "tooltip": "Picture width."}),
+            "height": ("INT", {"default": 224, "min": 32, "max": 2048, "step": 8, "tooltip": "Picture height."}),
+            "batch": ("INT", {"default": 1, "min": 1, "max": 64,
+                              "tooltip": "How many pictures, picture i from seed + i."})}
+
+
 class Classify:
     @classmethod
     def INPUT_TYPES(cls):
@@ -115,10 +123,7 @@ class ClassVisualize:
             "required": {
                 "backbone": ("DD_BACKBONE", {"tooltip": "The classifier whose idea of a class to paint."}),
                 **_target(0, 0, "The class to paint (index into the backbone's classes, e.g. ImageNet 0..999)."),
-                "width": ("INT", {"default": 224, "min": 32, "max": 2048, "step": 8, "tooltip": "Picture width."}),
-                "height": ("INT", {"default": 224, "min": 32, "max": 2048, "step": 8, "tooltip": "Picture height."}),
-                "batch": ("INT", {"default": 1, "min": 1, "max": 64,
-                                  "tooltip": "How many pictures, each from the noise of seed + i."}),
+                **_canvas(),
                 "steps": ("INT", {"default": 100, "min": 0, "max": 5000, "tooltip": "Ascent steps per octave."}),
                 "step_size": ("FLOAT", {"default": 0.02, "min": 0.0, "max": 0.5, "step": 0.001,
                                         "tooltip": "Mean pixel change per step (0..1 units)."}),
@@ -274,10 +279,7 @@ class FeatureVisualize:
                 "target": (list(TARGETS), {"default": "channel", "tooltip": "channel: the mean of one channel over "
                            "the layer; neuron: that channel at the centre only; class: a class score (logits)."}),
                 "index": ("INT", {"default": 0, "min": 0, "max": 99999, "tooltip": "The channel, or the class."}),
-                "width": ("INT", {"default": 224, "min": 32, "max": 2048, "step": 8, "tooltip": "Picture width."}),
-                "height": ("INT", {"default": 224, "min": 32, "max": 2048, "step": 8, "tooltip": "Picture height."}),
-                "batch": ("INT", {"default": 1, "min": 1, "max": 64,
-                                  "tooltip": "How many pictures, each from the seed + i."}),
+                **_canvas(),
                 "steps": ("INT", {"default": 256, "min": 0, "max": 10000, "tooltip": "Adam steps (lucid: 512)."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "tooltip": "Seed of the start and of the "
                          "transforms."}),
