@@ -46,6 +46,13 @@ def parse_layer(text: str, loss: str, crop: int) -> Objective:
         raise DreamError(f"--layers: cannot read {text!r}; write NAME, NAME:WEIGHT or NAME@CHANNEL:WEIGHT.") from None
 
 
+def _not_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _add_shared(command: argparse.ArgumentParser, backbone: str) -> None:
     """The options every command has: the network, its weights, the size, seed, precision and device."""
     command.add_argument("-o", "--output", type=Path, help="where to write the result (default: next to the input)")
@@ -54,7 +61,8 @@ def _add_shared(command: argparse.ArgumentParser, backbone: str) -> None:
                          help="'torchvision' (pretrained, downloaded once), 'random' (seeded init) or a file path")
     command.add_argument("--weights-dir", type=Path, default=DEFAULT_WEIGHTS_DIR,
                          help=f"where torchvision weights are kept (default {DEFAULT_WEIGHTS_DIR}; env DEEPDREAM_WEIGHTS)")
-    command.add_argument("--size", type=int, default=0, help="resize so the longer side is SIZE px first (0 = keep)")
+    command.add_argument("--size", type=_not_negative, default=0,
+                         help="resize so the longer side is SIZE px first (0 = keep)")
     command.add_argument("--mask", type=Path, help="greyscale image: white = may change, black = keep")
     command.add_argument("--precision", default="auto", choices=list(PRECISIONS),
                          help="network precision: auto = half on CUDA (bf16 where supported), fp32 elsewhere; "
@@ -195,7 +203,7 @@ def _read(path: Path, size: int) -> torch.Tensor:
 def _progress_bar(description: str) -> Iterator[ProgressFn]:
     from tqdm import tqdm
 
-    with tqdm(total=1, desc=description, unit="step") as bar:
+    with tqdm(total=None, desc=description, unit="step") as bar:
         def advance(step: int, total: int, _preview: torch.Tensor | None) -> None:
             bar.total = total
             bar.update(step - bar.n)
@@ -204,13 +212,13 @@ def _progress_bar(description: str) -> Iterator[ProgressFn]:
 
 
 def _mask(args: argparse.Namespace) -> torch.Tensor | None:
-    return None if args.mask is None else load_image(args.mask).mean(1)
+    return None if args.mask is None else load_image(args.mask, "--mask").mean(1)
 
 
-def _dream_settings(args: argparse.Namespace) -> dict:
+def _dream_settings(args: argparse.Namespace, mask: torch.Tensor | None) -> dict:
     return dict(steps=args.steps, step_size=args.step_size, jitter=args.jitter, octaves=args.octaves,
                 octave_scale=args.octave_scale, detail=args.detail, blend=args.blend, grad_norm=args.grad_norm,
-                smoothing=args.smoothing, mask=_mask(args), max_loss=args.max_loss, tile_size=args.tile_size,
+                smoothing=args.smoothing, mask=mask, max_loss=args.max_loss, tile_size=args.tile_size,
                 precision=args.precision)
 
 
@@ -219,15 +227,39 @@ def _dream_objective(args: argparse.Namespace) -> Objective:
     return Objective.sum(parse_layer(text, args.loss, args.crop) for text in names)
 
 
+def _check_layers(objective: Objective, backbone: str) -> None:
+    """Refuse a layer the backbone lacks before any network is built (seconds saved, and a clear line)."""
+    spec = get_spec(backbone)
+    for layer in objective.layers:
+        if spec.aliases.get(layer, layer) not in spec.layers:
+            raise DreamError(f"--layers: {layer!r} is not a layer of {backbone}; available: {', '.join(spec.layers)}.")
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse an output that cannot be written before the work is done."""
+    from PIL import Image
+
+    folder = path.parent if path.parent != Path("") else Path(".")
+    if not folder.is_dir():
+        raise DreamError(f"--output: the folder {folder} does not exist; create it or write elsewhere.")
+    if not os.access(folder, os.W_OK):
+        raise DreamError(f"--output: the folder {folder} is not writable; write elsewhere.")
+    if path.suffix.lower() not in Image.registered_extensions():
+        raise DreamError(f"--output: {path.name} has no image suffix Pillow can write (.png, .jpg, .webp, ...).")
+
+
 def run_dream(args: argparse.Namespace) -> Path:
     if args.input.is_dir():
         return run_dream_folder(args)
-    image = _read(args.input, args.size)
+    output = args.output or args.input.with_name(f"{args.input.stem}_dream.png")
     objective = _dream_objective(args)
+    _check_layers(objective, args.backbone)
+    _check_writable(output)
+    image, mask = _read(args.input, args.size), _mask(args)  # every input read before the network is built
     backbone = _backbone(args)
     with _progress_bar(f"dreaming {args.input.name}") as advance:
-        dream = deepdream(image, backbone, objective, seed=args.seed, progress=advance, **_dream_settings(args))
-    return save_image(dream, args.output or args.input.with_name(f"{args.input.stem}_dream.png"))
+        dream = deepdream(image, backbone, objective, seed=args.seed, progress=advance, **_dream_settings(args, mask))
+    return save_image(dream, output)
 
 
 def run_dream_folder(args: argparse.Namespace) -> Path:
@@ -240,6 +272,8 @@ def run_dream_folder(args: argparse.Namespace) -> Path:
     folder = args.output or args.input.with_name(f"{args.input.name}_dream")
     names = [f"{path.stem}.png" for path in paths]
     objective = _dream_objective(args)
+    _check_layers(objective, args.backbone)
+    mask = _mask(args)
     backbone = _backbone(args)
     shard.start(backbone.device)
     try:
@@ -248,7 +282,7 @@ def run_dream_folder(args: argparse.Namespace) -> Path:
                 if (folder / names[index]).exists():
                     continue
                 dream = deepdream(_read(paths[index], args.size), backbone, objective, seed=args.seed + index,
-                                  **_dream_settings(args))
+                                  **_dream_settings(args, mask))
                 save_frame_as(dream, folder, names[index])
                 done()
     finally:

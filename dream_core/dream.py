@@ -192,14 +192,17 @@ def _dream_sizes(size: tuple[int, int], smallest: int, octaves: int, octave_scal
                  warn_for: str | None) -> tuple[tuple[int, int], list[tuple[int, int]]]:
     """The size to dream at (enlarged when below ``smallest``) and its octave sizes, smallest first."""
     height, width = size
-    if min(height, width) < smallest:  # dream an enlarged copy, hand back the size given
-        factor = smallest / min(height, width)
-        if warn_for:
-            log.warning("image: %dx%d is smaller than the %d px that %s needs; dreaming it enlarged %.1fx.",
-                        height, width, smallest, warn_for, factor)
-        height, width = math.ceil(height * factor), math.ceil(width * factor)
-    return (height, width), octave_sizes((height, width), octaves, octave_scale, max(MIN_OCTAVE_SIZE, smallest),
-                                         warn=warn_for is not None)
+    if min(height, width) >= smallest:
+        return size, octave_sizes(size, octaves, octave_scale, max(MIN_OCTAVE_SIZE, smallest),
+                                  warn=warn_for is not None)
+    factor = smallest / min(height, width)  # dream an enlarged copy, hand back the size given
+    enlarged = (math.ceil(height * factor), math.ceil(width * factor))
+    sizes = octave_sizes(enlarged, octaves, octave_scale, max(MIN_OCTAVE_SIZE, smallest), warn=False)
+    if warn_for:
+        log.warning("image: %dx%d is smaller than the %d px that %s needs; dreaming it enlarged %.1fx "
+                    "(%d of the %d octaves) and handing it back at %dx%d.", height, width, smallest, warn_for,
+                    factor, len(sizes), octaves, height, width)
+    return enlarged, sizes
 
 
 def _check_settings(steps: int, step_size: float, jitter: int, smoothing: float, max_loss: float | None) -> None:

@@ -103,16 +103,28 @@ def keep_colors(image: Tensor, colors_from: Tensor) -> Tensor:
     return ycbcr_to_rgb(torch.cat([luminance, chroma], dim=1)).clamp(0.0, 1.0)
 
 
-def load_image(path: str | Path) -> Tensor:
-    """Read an image file as :math:`(1, 3, H, W)` float32 RGB in 0..1."""
+_WIDE_MODES = {"I;16": 65535.0, "I;16B": 65535.0, "I;16L": 65535.0, "I": 65535.0, "F": 1.0}
+"""Pillow modes of 16-bit (and float) greyscale files, and their full scale: ``convert("RGB")`` would clip them."""
+
+
+def load_image(path: str | Path, name: str = "input") -> Tensor:
+    """Read an image file as :math:`(1, 3, H, W)` float32 RGB in 0..1.
+
+    Any mode Pillow reads: RGBA loses alpha, palette and greyscale become RGB, and 16-bit greyscale is
+    scaled by 65535 (not clipped at 255). ``name`` is the input named in errors (``mask``, ``style``).
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as picture:
-            array = np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0
-    except (OSError, UnidentifiedImageError) as error:
-        raise DreamError(f"input: cannot read {path} as an image ({error}).") from error
-    return torch.from_numpy(array).movedim(-1, 0).unsqueeze(0)
+            if picture.mode in _WIDE_MODES:
+                grey = np.asarray(picture, dtype=np.float32) / _WIDE_MODES[picture.mode]
+                array = np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=-1)
+            else:
+                array = np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise DreamError(f"{name}: cannot read {path} as an image ({error}).") from None
+    return torch.from_numpy(np.ascontiguousarray(array)).movedim(-1, 0).unsqueeze(0)
 
 
 def to_pil(image: Tensor):

@@ -148,13 +148,13 @@ def _show(value: object) -> str:
     return f"tensor{list(value.shape)}" if isinstance(value, Tensor) else str(value)
 
 
-def _select(activation: Tensor, channels: Sequence[int] | int | None, crop: int) -> Tensor:
+def _select(activation: Tensor, channels: Sequence[int] | int | None, crop: int, layer: str = "this layer") -> Tensor:
     """The part of ``activation`` (B, C, H, W) that a layer objective scores, in float32 (also under autocast)."""
     if channels is not None:
         index = [channels] if isinstance(channels, int) else list(channels)
         count = activation.shape[1]
         if not index or not all(-count <= c < count for c in index):
-            raise DreamError(f"channel: {index} is outside this layer's channels 0..{count - 1}.")
+            raise DreamError(f"channel: {index} is outside the channels of {layer}, 0..{count - 1}.")
         activation = activation[:, index]
     if crop:
         if min(activation.shape[-2:]) <= 2 * crop:
@@ -172,20 +172,20 @@ def l2(layer: str, channels: Sequence[int] | int | None = None, crop: int = 0) -
     ``act.backward(act)`` in the PyTorch source and Google's original compute. ``crop`` drops that many
     activation pixels at each border to avoid edge artefacts, as the Keras source does with 2.
     """
-    return lambda acts: 0.5 * _select(acts[layer], channels, crop).square().flatten(1).mean(1)
+    return lambda acts: 0.5 * _select(acts[layer], channels, crop, layer).square().flatten(1).mean(1)
 
 
 @objective
 def mean_activation(layer: str, channels: Sequence[int] | int | None = None,
                     crop: int = 0) -> Callable[[Activations], Tensor]:
     """``mean(a)`` of the layer: the loss of the InceptionV3 DeepDreamer source; favours what fires positively."""
-    return lambda acts: _select(acts[layer], channels, crop).flatten(1).mean(1)
+    return lambda acts: _select(acts[layer], channels, crop, layer).flatten(1).mean(1)
 
 
 @objective
 def channel(layer: str, index: int) -> Callable[[Activations], Tensor]:
     """The mean activation of one channel: visualises what that feature detects."""
-    return lambda acts: _select(acts[layer], index, 0).flatten(1).mean(1)
+    return lambda acts: _select(acts[layer], index, 0, layer).flatten(1).mean(1)
 
 
 @objective
@@ -195,7 +195,7 @@ def neuron(layer: str, index: int) -> Callable[[Activations], Tensor]:
     def score(acts: Activations) -> Tensor:
         activation = acts[layer]
         return _select(activation[..., activation.shape[-2] // 2, activation.shape[-1] // 2][..., None, None],
-                       index, 0).flatten(1).mean(1)
+                       index, 0, layer).flatten(1).mean(1)
 
     return score
 

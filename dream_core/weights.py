@@ -8,6 +8,8 @@ failing deep inside ``load_state_dict``.
 from __future__ import annotations
 
 import hashlib
+import pickle
+import warnings
 import re
 import urllib.error
 import urllib.request
@@ -100,9 +102,18 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
 
             state = load_file(str(path), device="cpu")
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # corrupt, truncated, or a pickle with code in it
-        raise WeightsError(f"weights: {path} could not be read as a state dict ({error}).") from error
+            with warnings.catch_warnings():  # torch's advice about pickle protocols is not for our users
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # corrupt, truncated, or a pickle with code in it: one line of ours, no torch advice
+        if isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in str(error):
+            reason = ("is not a plain state dict of tensors (other Python objects, which could run code, or not a "
+                      "checkpoint at all); it was refused unread, nothing in it ran")
+        else:
+            detail = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+            reason = f"is not a readable weights file (empty, truncated or not weights: {detail})"
+        raise WeightsError(f"weights: {path} {reason}. Give a state dict of tensors "
+                           f"({'/'.join(WEIGHT_EXTENSIONS)}).") from None
     for wrapper in ("state_dict", "model"):  # checkpoints that wrap the state dict
         if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
             state = state[wrapper]

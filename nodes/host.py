@@ -91,7 +91,10 @@ def weight_files() -> list[str]:
 
 
 def weight_file(name: str) -> Path:
-    """The full path of a file listed by :func:`weight_files`."""
+    """The full path of a file listed by :func:`weight_files`; a name that leaves the folder is refused."""
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise WeightsError(f"weights: {name!r} points outside the deepdream model folder; refused. "
+                           "Pick a file listed in the menu.")
     path = folder_paths.get_full_path(MODEL_FOLDER, name) if folder_paths is not None else FALLBACK_WEIGHTS_DIR / name
     if path is None or not Path(path).is_file():
         raise WeightsError(f"weights: {name!r} is not in the deepdream model folder ({weights_dir()}); "
