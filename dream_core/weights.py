@@ -8,6 +8,7 @@ failing deep inside ``load_state_dict``.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import pickle
 import warnings
 import re
@@ -168,6 +169,7 @@ def download_weights(url: str, directory: str | Path, *, progress: Progress | No
         raise WeightsError(f"weights: cannot create the weights folder {directory} ({error}).") from error
     partial = target.with_name(target.name + ".part")
     digest = hashlib.sha256()
+    done = total = 0
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0)
@@ -178,12 +180,18 @@ def download_weights(url: str, directory: str | Path, *, progress: Progress | No
                 done += len(chunk)
                 if progress is not None:
                     progress(done, total)
-    except (urllib.error.URLError, OSError) as error:
+        if total and done != total:
+            raise http.client.IncompleteRead(b"", total - done)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
         partial.unlink(missing_ok=True)
-        reason = getattr(error, "reason", error)
+        reason = getattr(error, "reason", None) or (f"interrupted after {done} of {total} bytes" if isinstance(
+            error, http.client.IncompleteRead) else error)
         raise WeightsError(
-            f"weights: could not download {url} into {directory} ({reason}). Without a network, "
-            f"download it elsewhere and put it at {target}, or choose a weights file.") from error
+            f"weights: could not download {url} into {directory} ({reason}); nothing was kept. Try again, or "
+            f"without a network download it elsewhere and put it at {target}, or choose a weights file.") from None
+    except BaseException:  # Ctrl-C or Cancel mid-download: no half file left behind
+        partial.unlink(missing_ok=True)
+        raise
     expected = re.search(r"-([0-9a-f]{6,64})\.", target.name)
     if expected and not digest.hexdigest().startswith(expected.group(1)):
         partial.unlink(missing_ok=True)

@@ -185,3 +185,64 @@ def test_cli_errors_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, monk
     assert expected in err
     if case in ("bad layer", "missing output folder", "unknown suffix"):
         assert built == []  # refused before any network was built
+
+
+# --- downloads --------------------------------------------------------------------------------------------
+
+
+def _serve_once(body: bytes, claimed: int):
+    """A local server that announces ``claimed`` bytes, sends ``body`` and hangs up."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(claimed))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/net-0123abcd.pth"
+
+
+def test_an_interrupted_download_leaves_nothing_and_the_next_starts_clean(tmp_path):
+    server, url = _serve_once(b"x" * 100, 10_000)
+    try:
+        with pytest.raises(dc.WeightsError, match="interrupted after 100 of 10000 bytes\\); nothing was kept"):
+            dc.download_weights(url, tmp_path)
+    finally:
+        server.shutdown()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_during_download_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    import dream_core.weights as weights
+
+    class Full:
+        def __init__(self, *args):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *args):
+            return False
+
+        def write(self, chunk):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    server, url = _serve_once(b"x" * 100, 100)
+    monkeypatch.setattr(weights, "open", Full, raising=False)
+    try:
+        with pytest.raises(dc.WeightsError, match="No space left on device"):
+            dc.download_weights(url, tmp_path)
+    finally:
+        server.shutdown()
+    assert not any(tmp_path.iterdir())
