@@ -72,10 +72,20 @@ def _add_shared(command: argparse.ArgumentParser, backbone: str) -> None:
     command.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="compute device")
 
 
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default, unless its help already says it or there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, argparse.SUPPRESS) or action.default is False \
+                or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def _command(commands, name: str, summary: str, description: str) -> argparse.ArgumentParser:
     """A subcommand whose help ends with the backbone catalogue."""
-    return commands.add_parser(name, help=summary, description=description, epilog=_catalogue(),
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    return commands.add_parser(name, help=summary, description=description, epilog=_catalogue(), formatter_class=_Help)
 
 
 def build_parser() -> argparse.ArgumentParser:

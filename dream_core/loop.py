@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .ascent import ascent_step, random_shift
-from .errors import DreamCancelled, check
+from .errors import DreamCancelled, DreamError, check
 from .features import FeatureExtractor
 from .objectives import Objective
 
@@ -172,10 +172,11 @@ class TilePolicy:
                 return step(image, *args, tile_size=tile, **kwargs)
             except torch.OutOfMemoryError:
                 smaller = (self.tile_size or 512) if tile == 0 else tile // 2
-                if smaller < self.minimum:
-                    raise
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
+                if smaller < self.minimum:
+                    raise DreamError(f"out of GPU memory at {size[0]}x{size[1]} even with {tile or 'no'} px tiles; "
+                                     "free GPU memory (other models, other runs) or dream a smaller image.") from None
                 if not self.warned:
                     log.warning("out of GPU memory at %dx%d; continuing with %d px tiles (slower, same picture).",
                                 size[0], size[1], smaller)

@@ -99,7 +99,7 @@ def test_out_of_memory_falls_back_to_smaller_tiles_once_with_one_warning(caplog)
     def always_out_of_memory(picture, tile_size):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    with pytest.raises(torch.OutOfMemoryError):
+    with pytest.raises(dc.DreamError, match="out of GPU memory at .* even with 512 px tiles; free GPU memory"):
         TilePolicy(512, 1024, minimum=400).run(always_out_of_memory, image)
 
 
