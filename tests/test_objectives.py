@@ -59,7 +59,7 @@ def test_layer_objective_by_name_and_weight():
 
 
 def test_bad_channel_and_crop_are_explained():
-    with pytest.raises(dc.DreamError, match=r"channel: \[7\] is outside this layer's channels 0..3"):
+    with pytest.raises(dc.DreamError, match=r"channel: \[7\] is outside the channels of a, 0..3"):
         dc.channel("a", 7)(fake_acts())
     with pytest.raises(dc.DreamError, match="crop: cropping 3 from each border leaves nothing"):
         dc.l2("a", crop=3)(fake_acts())
