@@ -135,7 +135,8 @@ def ascent_step(
         grad = gaussian_blur(normalize_gradient(grad, grad_norm, inplace=True), smoothing)
         if mask is not None:
             grad.mul_(mask)
-        return torch.add(image, grad, alpha=step_size).clamp_(0.0, 1.0), scores
+        # The new image is written into the gradient's buffer: one image-sized buffer fewer at the peak.
+        return grad.mul_(step_size).add_(image).clamp_(0.0, 1.0), scores
 
 
 def image_gradient(

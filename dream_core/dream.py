@@ -109,7 +109,8 @@ def deepdream(
     progress.begin(batch * len(sizes) * steps)
     ascent = Ascent(extractor, objective, step_size=step_size, jitter=jitter, grad_norm=grad_norm,
                     autocast=autocast_dtype(precision, backbone.device), tile_overlap=tile_overlap,
-                    tiles=TilePolicy(tile_size, tile_above, minimum=2 * tile_overlap + max(32, smallest)),
+                    tiles=TilePolicy(tile_size, tile_above, minimum=2 * tile_overlap + max(32, smallest),
+                                     image_side=max(height, width)),
                     progress=progress, cancel=cancel, max_loss=max_loss)
 
     def dream_chunk(items: range) -> Tensor:
@@ -122,7 +123,9 @@ def deepdream(
             return level_ascent.run(start, steps, generators[0] if len(items) == 1 else generators,
                                     smoothing=smoothing * octave_scale**level, mask=level_mask)
 
-        chunk = original[items.start:items.stop].to(backbone.device)
+        # Contiguous: a ComfyUI IMAGE arrives as a channels-last view, and every kornia op on one makes
+        # extra full-size copies (a 2048 px dream peaked at 919 MB instead of 536 MB).
+        chunk = original[items.start:items.stop].to(backbone.device).contiguous()
         dreamed = dream_octaves(resize(chunk, (height, width)), sizes, dream_level, detail, blend)
         if (height, width) != given_size:
             dreamed = resize(dreamed, given_size).clamp(0.0, 1.0)
@@ -161,7 +164,7 @@ def deepdream_memory(
     extractor = backbone.extractor(objective.layers)
     smallest = extractor.min_input_size()
     _, sizes = _dream_sizes(size, smallest, octaves, octave_scale, None)
-    tiles = TilePolicy(tile_size, tile_above)
+    tiles = TilePolicy(tile_size, tile_above, image_side=max(sizes[-1]))
     largest = max(tiles.for_size(s) ** 2 if tiles.for_size(s) else s[0] * s[1] for s in sizes)
     return int(extractor.bytes_per_pixel() * largest + 6 * 3 * 4 * sizes[-1][0] * sizes[-1][1])
 

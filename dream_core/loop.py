@@ -148,20 +148,24 @@ def tuned_for(device: torch.device) -> Iterator[None]:
 class TilePolicy:
     """Which tile size a step at a given size uses, and the smaller tiles to fall back to on out-of-memory.
 
-    Images up to ``tile_above`` px (longer side) run whole; larger ones in ``tile_size`` tiles. When a
-    step runs out of GPU memory, it is retried untiled -> ``tile_size`` tiles -> half that, down to
-    ``minimum``, and the smaller size is kept for the rest of the run; the first fallback is logged.
+    Images up to ``tile_above`` px (longer side) run whole, every octave of them: fast. In a dream of a
+    larger image (``image_side`` above ``tile_above``) every octave larger than one tile runs in
+    ``tile_size`` tiles, so its peak memory is one tile's working set plus a few image-sized buffers,
+    whatever the image size. When a step runs out of GPU memory, it is retried untiled ->
+    ``tile_size`` tiles -> half that, down to ``minimum``, and the smaller size is kept for the rest
+    of the run; the first fallback is logged.
     """
 
-    def __init__(self, tile_size: int = 0, tile_above: int = 0, minimum: int = 0) -> None:
+    def __init__(self, tile_size: int = 0, tile_above: int = 0, minimum: int = 0, image_side: int = 0) -> None:
         self.tile_size, self.tile_above, self.minimum = tile_size, tile_above, minimum
+        self.threshold = tile_size if image_side > tile_above else tile_above
         self.forced: int | None = None  # set by a fallback, then used for every size
         self.warned = False
 
     def for_size(self, size: tuple[int, int]) -> int:
         if self.forced is not None:
             return self.forced
-        return self.tile_size if self.tile_size and max(size) > self.tile_above else 0
+        return self.tile_size if self.tile_size and max(size) > self.threshold else 0
 
     def run(self, step: Callable[..., tuple[Tensor, Tensor]], image: Tensor, *args, **kwargs) -> tuple[Tensor, Tensor]:
         """``step(image, *args, tile_size=..., **kwargs)`` with this policy's tile size, retried on out-of-memory."""

@@ -134,6 +134,7 @@ def dream_octaves(
         for level, size in enumerate(sizes):
             base = resize(image, size)
             start = base if dreamed is None else base + resize(dreamed - previous_base, size)
+            dreamed = previous_base = None  # the smaller level is not needed while this one is dreamed
             dreamed, previous_base = dream_level(start, level), base
         return dreamed
     bases = [image]

@@ -143,7 +143,7 @@ def stylize(
     autocast = autocast_dtype(precision, backbone.device)
 
     def transfer_item(index: int) -> Tensor:
-        item = contents[index:index + 1].to(backbone.device)
+        item = contents[index:index + 1].to(backbone.device).contiguous()
         region = None if masks is None else masks[index if masks.shape[0] > 1 else 0].unsqueeze(0)
         generator = item_generator(seed, index)
         if init == "content":

@@ -158,3 +158,12 @@ def test_tiled_gradient_with_a_shift_is_the_rolled_back_gradient_of_the_rolled_i
     direct, _ = image_gradient(picture, extractor, objective, shift=shift, tile_size=256, overlap=128)
     rolled, _ = image_gradient(torch.roll(picture, shift, (2, 3)), extractor, objective, tile_size=256, overlap=128)
     assert torch.allclose(direct, torch.roll(rolled, (-shift[0], -shift[1]), (2, 3)), atol=1e-6)
+
+
+def test_octaves_of_a_large_image_are_tiled_above_one_tile():
+    """In a dream of an image above tile_above every octave larger than a tile is tiled (memory bounded by
+    one tile); a smaller image keeps every octave whole (speed). Catches the untiled 746 px octave of a
+    2048 px dream, which cost 670 MB on its own."""
+    large, small = TilePolicy(512, 1024, image_side=2048), TilePolicy(512, 1024, image_side=1000)
+    assert [large.for_size((s, s)) for s in (2048, 1045, 746, 512)] == [512, 512, 512, 0]
+    assert [small.for_size((s, s)) for s in (1000, 714)] == [0, 0]

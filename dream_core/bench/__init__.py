@@ -43,7 +43,7 @@ from pathlib import Path
 import torch
 
 from ..ascent import ascent_step, random_shift
-from ..backbones import Backbone
+from ..backbones import Backbone, get_spec
 from ..dream import deepdream
 from ..loop import optimize
 from ..objectives import LayerTerm, l2, total_variation
@@ -271,12 +271,15 @@ def measure_style(size: int, device: torch.device, repeats: int) -> list[dict]:
             for variant, total in timings.items()]
 
 
-def probe_memory(mode: str, name: str, layer: str, size: int, device: torch.device) -> float:
-    """Peak memory (MB) of one ``mode`` run above the loaded model, in a fresh Python process."""
+def probe_memory(mode: str, name: str, layer: str, size: int, device: torch.device, tuning: bool = True) -> float:
+    """Peak memory (MB) of one ``mode`` run above the loaded model, in a fresh Python process.
+
+    With ``tuning`` a fixed mmap threshold makes glibc return freed tensors to the system at once, so
+    the resident-set peak follows live tensors rather than heap fragmentation; without it, the peak
+    is what a user sees.
+    """
     command = [sys.executable, "-m", "dream_core.bench", "--probe", mode, name, layer, str(size), str(device)]
-    # A fixed mmap threshold makes glibc return freed tensors to the system at once, so the
-    # resident-set peak follows live tensors rather than heap fragmentation.
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"} if tuning else dict(os.environ)
     result = subprocess.run(command, capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[2], env=env)
     return float(result.stdout.strip().splitlines()[-1])
@@ -288,7 +291,9 @@ def _probe(mode: str, name: str, layer: str, size: int, device: torch.device) ->
     work = {"floor": lambda: floor_pass(backbone, layer, image),
             "step": lambda: ascent_step(image, backbone.extractor([layer]), l2(layer), step_size=0.01,
                                         tile_size=TILE if size > LARGE else 0),
-            "dream": lambda: deepdream(image, backbone, l2(layer), steps=1)}[mode]
+            "dream": lambda: deepdream(image, backbone, l2(layer), steps=1),
+            # what the DeepDream node runs: default settings on a ComfyUI IMAGE (a channels-last view)
+            "default": lambda: deepdream(torch.rand(1, size, size, 3).movedim(-1, 1), backbone, l2(layer))}[mode]
     gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -335,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--style", action="store_true", help="only the style-transfer rows (vgg19, 512 px)")
     parser.add_argument("--grad-norms", action="store_true", help="only the mean_abs / laplacian high-frequency "
                         "rows: a default dream of the example at --sizes (default 1024 2048)")
+    parser.add_argument("--large", action="store_true", help="only the large-image rows: peak memory of a default "
+                        "dream (4 octaves of 10 steps, 512 px tiles) at --sizes (default 2048 4096), each in a fresh "
+                        "process, no allocator tuning")
     parser.add_argument("--batched", action="store_true", help="only the batched-dreaming row: 8 items at 512 px, "
                         "one at a time against one forward pass for all")
     parser.add_argument("--weights", default="random", help="with --grad-norms: 'random' or a weights file")
@@ -350,6 +358,19 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     if args.style:
         return _print_style(measure_style(512, device, args.repeats), args.json)
+    if args.large:
+        name = (args.backbones or ["googlenet"])[0]
+        layer = get_spec(name).default_layer
+        for size in args.sizes or [2048, 4096]:
+            start = time.perf_counter()
+            peak = probe_memory("default", name, layer, size, device, tuning=False)
+            row = {"case": f"large/{name}/{layer}", "size": size, "peak_mem_mb": peak,
+                   "dream_s": time.perf_counter() - start, "image_mb": 3 * 4 * size * size / 2**20}
+            print(json.dumps(row) if args.json else
+                  f"{row['case']} default dream at {size} px: peak {peak:.0f} MB above the loaded model "
+                  f"({peak / row['image_mb']:.1f} times the float image of {row['image_mb']:.0f} MB), "
+                  f"{row['dream_s']:.0f} s with the process start", flush=True)
+        return 0
     if args.batched:
         row = measure_batched((args.sizes or [512])[0], 8, device, (args.backbones or ["googlenet"])[0])
         print(json.dumps(row) if args.json else
