@@ -333,7 +333,7 @@ def _full(tensor: Tensor) -> Tensor:
 
 
 class _MaskAt:
-    """A mask :math:`(B \text{ or } 1, 1, H, W)`, area-resized once to each activation size it is used at."""
+    """A mask :math:`(B \\text{ or } 1, 1, H, W)`, area-resized once to each activation size it is used at."""
 
     def __init__(self, mask: Tensor) -> None:
         self.mask = mask.detach()
@@ -348,7 +348,7 @@ class _MaskAt:
 
 
 def _positions(activation: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor | float]:
-    """Features as :math:`(B, N, C)` positions x channels, position weights :math:`(B \text{ or } 1, N, 1)`
+    """Features as :math:`(B, N, C)` positions x channels, position weights :math:`(B \\text{ or } 1, N, 1)`
     (None without a mask) and their total.
 
     For channels_last activations (the backbones' default layout) the features are a view, not a copy.
@@ -379,7 +379,7 @@ def gram_matrix(activation: Tensor, mask: Tensor | None = None) -> Tensor:
     """Channel correlations of :math:`(B, C, H, W)` -> :math:`(B, C, C)`, divided by ``C * H * W``
     so that the Grams of a small and a large picture of the same texture agree.
 
-    With a ``mask`` :math:`(B \text{ or } 1, 1, H, W)` of position weights, the Gram of the masked
+    With a ``mask`` :math:`(B \\text{ or } 1, 1, H, W)` of position weights, the Gram of the masked
     positions only: ``F diag(m) F^T / (C * sum(m))`` (a regional style).
     """
     features, weights, total = _positions(activation, mask)
@@ -390,7 +390,7 @@ def gram_matrix(activation: Tensor, mask: Tensor | None = None) -> Tensor:
 
 def mean_covariance(activation: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Per-channel mean :math:`(B, C)` and covariance :math:`(B, C, C)` of :math:`(B, C, H, W)` over
-    the positions (weighted by ``mask`` :math:`(B \text{ or } 1, 1, H, W)` if given): the Gaussian whose
+    the positions (weighted by ``mask`` :math:`(B \\text{ or } 1, 1, H, W)` if given): the Gaussian whose
     Wasserstein-2 distance :func:`style_match` measures with ``statistic="mean_cov"``."""
     features, weights, total = _positions(activation, mask)
     with torch.autocast(features.device.type, enabled=False):
@@ -435,7 +435,7 @@ def style_match(layer: str, target: Sequence[Tensor], statistic: str = "gram",
     Args:
         layer: the layer to match.
         target: the style image's statistic at ``layer``, from :func:`style_statistic`.
-        mask: :math:`(B \text{ or } 1, 1, H, W)` position weights in 0..1 at any resolution: the
+        mask: :math:`(B \\text{ or } 1, 1, H, W)` position weights in 0..1 at any resolution: the
             statistic is taken over the masked positions only (a regional style).
     """
     check(statistic in STATISTICS, f"statistic: unknown {statistic!r}; choose one of {', '.join(STATISTICS)}.")
@@ -468,7 +468,7 @@ def content(layer: str, target: Tensor) -> Callable[[Activations], Tensor]:
 
     Args:
         layer: the layer to match (relu4_2 in Gatys et al.).
-        target: the content image's activation at ``layer``, :math:`(B \text{ or } 1, C, H, W)`.
+        target: the content image's activation at ``layer``, :math:`(B \\text{ or } 1, C, H, W)`.
     """
     wanted = _OnDevice(target.detach())
     scale = _full(target.detach()).square().mean().clamp_min(1e-30)
@@ -491,7 +491,7 @@ def total_variation(kind: str = "l2") -> Objective:
     """Total variation of the image: how much neighbouring pixels differ. A penalty: subtract it.
 
     With ``dy``, ``dx`` the differences to the pixel below and to the right (over the
-    :math:`(H-1) \times (W-1)` pixels that have both), per item:
+    :math:`(H-1) \\times (W-1)` pixels that have both), per item:
 
     - ``"l2"``: ``mean(dy**2 + dx**2)``, smooth and quadratic;
     - ``"l1"``: ``mean(|dy| + |dx|)``, keeps edges sharp;
