@@ -157,14 +157,15 @@ def _raft_flow(source: Tensor, target: Tensor) -> Tensor:
 
 
 def warp(image: Tensor, flow: Tensor) -> Tensor:
-    """Sample ``image`` :math:`(B, C, H, W)` at ``p + flow[p]``: with ``flow`` from frame t to t-1, moves
-    frame t-1's content to where it is in frame t. Borders are replicated."""
+    """Sample ``image`` :math:`(B, C, H, W)` at ``p + flow[p]``, ``flow`` :math:`(B \\text{ or } 1, 2, H, W)`;
+    with ``flow`` from frame t to t-1, this moves frame t-1's content to where it is in frame t.
+    Borders are replicated."""
     height, width = image.shape[-2:]
     ys, xs = torch.meshgrid(torch.arange(height, device=flow.device, dtype=torch.float32),
                             torch.arange(width, device=flow.device, dtype=torch.float32), indexing="ij")
     x = (xs + flow[:, 0]) / max(width - 1, 1) * 2 - 1
     y = (ys + flow[:, 1]) / max(height - 1, 1) * 2 - 1
-    grid = torch.stack([x, y], dim=-1)
+    grid = torch.stack([x, y], dim=-1).expand(image.shape[0], -1, -1, -1)  # one flow serves the whole batch
     return torch.nn.functional.grid_sample(image.float(), grid, mode="bilinear", padding_mode="border",
                                            align_corners=True)
 
@@ -234,8 +235,9 @@ def _carry(last_dream: Tensor, last_source: Tensor, source: Tensor, flow: str) -
         return last_dream, torch.ones_like(source[:, :1])
     backward = estimate_flow(source, last_source, flow)  # frame t -> t-1
     forward = estimate_flow(last_source, source, flow)  # frame t-1 -> t
-    matches = ((warp(last_source, backward) - source).abs().mean(1, keepdim=True) <= COLOUR_TOLERANCE).float()
-    return warp(last_dream, backward).to(source.dtype), flow_validity(backward, forward) * matches
+    carried, moved_source = warp(torch.cat([last_dream, last_source]), backward).split(1)  # one sampling grid
+    matches = ((moved_source - source).abs().mean(1, keepdim=True) <= COLOUR_TOLERANCE).float()
+    return carried.to(source.dtype), flow_validity(backward, forward) * matches
 
 
 def dream_video(frames: Tensor, backbone: Backbone, objective: Objective,

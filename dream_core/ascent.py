@@ -84,12 +84,11 @@ def normalize_gradient(grad: Tensor, mode: str = "mean_abs", inplace: bool = Fal
     """
     check(mode in GRAD_NORMS, f"grad_norm: unknown mode {mode!r}; choose one of {', '.join(GRAD_NORMS)}.")
     grad = grad.float()
+    dims = tuple(range(1, grad.ndim))
     if mode == "laplacian":
-        dims = tuple(range(1, grad.ndim))
         levels = [band / band.square().mean(dims, keepdim=True).sqrt().clamp_min(_TINY)
                   for band in laplacian_bands(grad)]
         grad, mode, inplace = merge_bands(levels), "mean_abs", True
-    dims = tuple(range(1, grad.ndim))
     scale = grad.abs().mean(dims, keepdim=True) if mode == "mean_abs" else grad.std(dims, keepdim=True)
     # Clamp instead of adding an epsilon: the scale is free (a gradient of 1e-12 normalises like one of 1),
     # and an all-zero gradient stays zero.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Collection
 from dataclasses import replace
 
 import torch
@@ -145,7 +146,7 @@ def deepdream(
 def deepdream_memory(
     size: tuple[int, int],
     backbone: Backbone,
-    objective: Objective,
+    objective: Objective | Collection[str],
     *,
     octaves: int = 4,
     octave_scale: float = 1.4,
@@ -155,13 +156,14 @@ def deepdream_memory(
 ) -> int:
     """Bytes a :func:`deepdream` of one ``(H, W)`` item needs on the compute device beyond the weights.
 
-    The items of a batch are dreamed one at a time, so this holds for any batch size. It is the
+    ``objective`` may be just the layer names it reads. It is per item (a batched dream on CUDA
+    takes as many items as fit in the free memory). It is the
     largest network input the dream runs at once (an untiled octave, or one tile) times the network's
     measured activation bytes per pixel, plus six copies of the item at full size (original, base,
     dream, gradient, mask and the resize in flight). What a host should ask to have free.
     """
     check_tile_size(tile_size, tile_overlap)
-    extractor = backbone.extractor(objective.layers)
+    extractor = backbone.extractor(objective.layers if isinstance(objective, Objective) else objective)
     smallest = extractor.min_input_size()
     _, sizes = _dream_sizes(size, smallest, octaves, octave_scale, None)
     tiles = TilePolicy(tile_size, tile_above, image_side=max(sizes[-1]))

@@ -82,14 +82,21 @@ def _check_classifier(backbone: Backbone) -> None:
                          "registry backbone or name the classifier stage 'logits' in backbone_from_module.")
 
 
-def _targets(image: Tensor, backbone: Backbone, target: int | None) -> Tensor:
-    """Per-item class indices: ``target`` for all, or each item's predicted class for None or -1."""
-    scores = logits(image, backbone)
-    classes = scores.shape[1]
-    if target is None or target == -1:
-        return scores.argmax(1)
+def _class_count(backbone: Backbone, target: int) -> int:
+    """The backbone's number of classes, after checking it has a classifier and ``target`` is one of them."""
+    _check_classifier(backbone)
+    classes = backbone.spec.layers[LOGITS]
     check(0 <= target < classes, f"target: {backbone.name} has classes 0..{classes - 1}, got {target}.")
-    return torch.full((image.shape[0],), target, dtype=torch.long, device=scores.device)
+    return classes
+
+
+def _targets(image: Tensor, backbone: Backbone, target: int | None) -> list[int]:
+    """Per-item class indices: ``target`` for all, or each item's predicted class for None or -1 (the
+    only case that needs a forward pass)."""
+    if target is None or target == -1:
+        return logits(image, backbone).argmax(1).tolist()
+    _class_count(backbone, target)
+    return [target] * image.shape[0]
 
 
 def _score_gradient(points: Tensor, backbone: Backbone, target: int) -> Tensor:
@@ -135,7 +142,7 @@ def attribution(image: Tensor, backbone: Backbone, target: int | None = None, me
     check(baseline in BASELINES, f"baseline: unknown {baseline!r}; choose one of {', '.join(BASELINES)}.")
     check(samples >= 1 and steps >= 1, f"samples and steps: must be 1 or more, got {samples} and {steps}.")
     check(noise >= 0, f"noise: must be 0 or more, got {noise}.")
-    targets = _targets(picture, backbone, target).tolist()
+    targets = _targets(picture, backbone, target)
     results = []
     for index, item_target in enumerate(targets):
         x = picture[index:index + 1].to(backbone.device)
@@ -229,9 +236,7 @@ def class_visualize(backbone: Backbone, target: int, *, size: tuple[int, int] | 
     Returns:
         :math:`(\\text{batch}, 3, H, W)` in 0..1 on the backbone's device.
     """
-    _check_classifier(backbone)
-    classes = backbone.spec.layers[LOGITS]
-    check(0 <= target < classes, f"target: {backbone.name} has classes 0..{classes - 1}, got {target}.")
+    _class_count(backbone, target)
     check(batch >= 1 and steps >= 0, f"batch and steps: need batch >= 1 and steps >= 0, got {batch}, {steps}.")
     check(blur_every >= 0 and blur_sigma >= 0, "blur_every and blur_sigma: must be 0 (off) or more.")
     height, width = size or (backbone.spec.native_size,) * 2
@@ -299,10 +304,8 @@ def fool(image: Tensor, backbone: Backbone, target: int, *, method: str = "ascen
         did not reach the target says so (``reached=False``).
     """
     picture = check_image(image)
-    _check_classifier(backbone)
     check(method in FOOLING_METHODS, f"method: unknown {method!r}; choose one of {', '.join(FOOLING_METHODS)}.")
-    classes = backbone.spec.layers[LOGITS]
-    check(0 <= target < classes, f"target: {backbone.name} has classes 0..{classes - 1}, got {target}.")
+    classes = _class_count(backbone, target)
     check(max_steps >= 1, f"max_steps: must be 1 or more, got {max_steps}.")
     check(0 < epsilon <= 1, f"epsilon: must be in (0, 1] pixel units, got {epsilon}.")
     extractor = backbone.extractor([LOGITS])

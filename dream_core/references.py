@@ -89,11 +89,12 @@ def style_objective(backbone: Backbone, style_image: Tensor, terms: Sequence[Lay
     if mask is not None:
         check(mask.ndim in (3, 4), f"mask: expected (B, H, W) or (B, 1, H, W), got {tuple(mask.shape)}.")
         mask = mask.reshape(mask.shape[0], 1, *mask.shape[-2:]).float().clamp(0.0, 1.0)
-    smallest = backbone.extractor(layers).min_input_size()
 
     @functools.lru_cache(maxsize=_KEPT)
     def statistics(side: int | None) -> dict[str, tuple[Tensor, ...]]:
-        seen = picture if side is None else resize_longer_side(picture, max(side, smallest))
+        if side is not None:  # never below what the layers need (probed on first use, not when built)
+            side = max(side, backbone.extractor(layers).min_input_size())
+        seen = picture if side is None else resize_longer_side(picture, side)
         acts = reference_activations(backbone, seen, layers, "style_image")
         return {layer: style_statistic(acts[layer], statistic) for layer in layers}
 

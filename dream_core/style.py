@@ -186,8 +186,7 @@ def stylize_memory(size: tuple[int, int], backbone: Backbone, style: Objective, 
     layers = style.layers | {content_layer or gatys_layers(backbone)[0]}
     image_bytes = 3 * 4 * size[0] * size[1]
     state = 2 * LBFGS_HISTORY if optimizer == "lbfgs" else 3
-    return deepdream_memory(size, backbone, Objective(None, layers, "layers"), octaves=1, tile_size=0) \
-        + state * image_bytes
+    return deepdream_memory(size, backbone, layers, octaves=1, tile_size=0) + state * image_bytes
 
 
 def _check_settings(content_weight: float, tv_weight: float, tv: str, optimizer: str, learning_rate: float,

@@ -160,7 +160,7 @@ def run_dream(image: torch.Tensor, backbone: Backbone, make_objective, layers: f
     """
     pyramid = octaves or OctaveSettings()
     picture = from_bhwc(image)
-    memory = deepdream_memory(tuple(picture.shape[-2:]), backbone, Objective(None, layers, "layers"),
+    memory = deepdream_memory(tuple(picture.shape[-2:]), backbone, layers,
                               octaves=pyramid.octaves, octave_scale=pyramid.octave_scale,
                               tile_size=settings["tile_size"])
     with host.dreaming(backbone, memory):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ..dream_core import (BASELINES, FOOLING_METHODS, LOGITS, PARAMETERIZATIONS, SALIENCY_METHODS, Backbone,
-                          Objective, channel, class_visualize, classify, deepdream_memory, feature_visualize, fool,
-                          from_bhwc, heatmap, invert_features, neuron, pixel_l2, saliency_map, to_bhwc)
+from ..dream_core import (BASELINES, FOOLING_METHODS, LOGITS, PARAMETERIZATIONS, SALIENCY_METHODS, Backbone, channel,
+                          class_visualize, classify, deepdream_memory, feature_visualize, fool, from_bhwc, heatmap,
+                          invert_features, neuron, pixel_l2, saliency_map, to_bhwc)
 from . import host
 from .backbone_nodes import ALL_LAYERS
 from .dream_nodes import SEED_MAX
@@ -18,7 +18,7 @@ _BATCHED = 16  # SmoothGrad samples and integrated-gradient points run through t
 
 def _memory(size: tuple[int, int], backbone: Backbone, layers: set[str], inputs_at_once: int = 1) -> int:
     """What one item's gradient pass needs beside the weights, for the host to make room."""
-    per_input = deepdream_memory(size, backbone, Objective(None, layers, "layers"), octaves=1, tile_size=0)
+    per_input = deepdream_memory(size, backbone, layers, octaves=1, tile_size=0)
     return per_input * inputs_at_once
 
 
