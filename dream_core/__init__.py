@@ -11,19 +11,19 @@ Nothing here imports ComfyUI; the node pack at the repository root wraps these f
 imports only from this top level.
 """
 
-from .animate import (FLOWS, dream_video, dream_zoom, estimate_flow, flow_validity, video_frames, warp, zoom_frames,
-                      zoom_transform)
+from .animate import (DEFAULT_FLOW, FLOWS, HOLD, colour_match, dream_video, dream_zoom, estimate_flow, flow_validity,
+                      video_frames, warp, zoom_frames, zoom_transform)
 from .ascent import GRAD_NORMS, ascent_step, image_gradient, normalize_gradient, random_shift
 from .backbones import (BACKBONES, LOGITS, POOLINGS, Backbone, BackboneSpec, average_pooling, backbone_from_module,
                         backbone_names, fold_batchnorm, get_spec)
 from .dream import check_tile_size, deepdream, deepdream_memory
 from .errors import DreamCancelled, DreamError, LayerError, ShapeError, WeightsError
-from .explain import (BASELINES, FOOLING_METHODS, SALIENCY_METHODS, FoolingReport, Prediction, attribution,
+from .explain import (ATTRIBUTION_CHUNK, BASELINES, FOOLING_METHODS, SALIENCY_METHODS, FoolingReport, Prediction, attribution,
                       class_visualize, classify, fool, heatmap, invert_features, logits, psnr, saliency_map)
 from .features import INPUT, FeatureExtractor
 from .images import check_image, from_bhwc, keep_colors, load_image, prepare_mask, save_image, to_bhwc, to_pil
-from .loop import (LBFGS_HISTORY, OPTIMIZERS, PRECISIONS, Ascent, Progress, TilePolicy, autocast_dtype, item_generator, optimize,
-                   tuned_for)
+from .loop import LBFGS_HISTORY, OPTIMIZERS, Ascent, Progress, TilePolicy, item_generator, optimize, tuned_for
+from .precision import PRECISIONS, LossScale, autocast_dtype
 from .objectives import (CHANNEL_MODES, CHOICES, LOSSES, STATISTICS, TV_KINDS, LayerTerm, Objective, channel, content, gram_matrix, guide, l2,
                          layer_objective, mean_activation, mean_covariance, objective, neuron, pixel_l2, ranked_channels, style_match,
                          style_statistic, terms_objective, total_variation)
@@ -32,17 +32,17 @@ from .pyramid import (DETAIL_MODES, OctaveSettings, dream_octaves, gaussian_blur
                       resize_longer_side)
 from .references import content_objective, guided_objective, reference_activations, style_objective
 from .style import INITS, gatys_layers, scale_sizes, stylize, stylize_memory
-from .weights import WEIGHT_EXTENSIONS, download_weights, load_backbone, read_state_dict
+from .weights import WEIGHT_EXTENSIONS, default_weights_dir, download_weights, load_backbone, read_state_dict
 
 __all__ = [
-    "BACKBONES", "BASELINES", "CHANNEL_MODES", "CHOICES", "DETAIL_MODES", "FLOWS", "FOOLING_METHODS", "GRAD_NORMS",
+    "ATTRIBUTION_CHUNK", "BACKBONES", "BASELINES", "CHANNEL_MODES", "CHOICES", "DEFAULT_FLOW", "DETAIL_MODES", "FLOWS", "FOOLING_METHODS", "GRAD_NORMS", "HOLD",
     "INITS", "INPUT", "LBFGS_HISTORY", "LOGITS", "LOSSES", "OPTIMIZERS", "PARAMETERIZATIONS", "POOLINGS",
     "PRECISIONS", "SALIENCY_METHODS", "STATISTICS", "TV_KINDS", "WEIGHT_EXTENSIONS", "Ascent", "Backbone",
     "BackboneSpec", "DreamCancelled", "DreamError", "FeatureExtractor", "FoolingReport", "FourierImage",
-    "LayerError", "LayerTerm", "Objective", "OctaveSettings", "Prediction", "Progress", "ShapeError", "TilePolicy",
+    "LayerError", "LayerTerm", "LossScale", "Objective", "OctaveSettings", "Prediction", "Progress", "ShapeError", "TilePolicy",
     "WeightsError", "ascent_step", "attribution", "autocast_dtype", "average_pooling", "backbone_from_module",
-    "backbone_names", "channel", "check_image", "check_tile_size", "class_visualize", "classify", "content",
-    "content_objective", "deepdream", "deepdream_memory", "download_weights", "dream_octaves", "dream_video",
+    "backbone_names", "channel", "check_image", "check_tile_size", "colour_match", "class_visualize", "classify", "content",
+    "content_objective", "deepdream", "deepdream_memory", "download_weights", "default_weights_dir", "dream_octaves", "dream_video",
     "dream_zoom", "estimate_flow", "feature_visualize", "flow_validity", "fold_batchnorm", "fool", "from_bhwc",
     "gatys_layers", "gaussian_blur", "get_spec", "gram_matrix", "guide", "guided_objective", "heatmap",
     "image_gradient", "invert_features", "item_generator", "keep_colors", "l2", "layer_objective", "load_backbone",

@@ -18,20 +18,24 @@ from torch import Tensor
 
 from .backbones import Backbone
 from .errors import DreamError, check
-from .images import check_image
+from .images import check_image, prepare_mask
 from .loop import Cancel, Progress, ProgressFn
 from .objectives import Objective
 
 __all__ = ["zoom_transform", "zoom_frames", "dream_zoom", "video_frames", "dream_video", "estimate_flow",
-           "warp", "flow_validity", "raft_weights_path", "FLOWS"]
+           "warp", "flow_validity", "colour_match", "raft_weights_path", "FLOWS", "DEFAULT_FLOW", "HOLD"]
 
-FLOWS = ("none", "farneback", "dis", "raft")
-FLOW_TOLERANCE = 1.0
-"""Forward-backward disagreement (pixels) above which a flow vector counts as unreliable (occlusion)."""
+FLOWS = ("none", "farneback", "dis", "raft", "raft_large")
+DEFAULT_FLOW = "farneback"
+"""The flow of the library, the CLI and the node, chosen by measurement (README, Dream animation)."""
 COLOUR_TOLERANCE = 0.05
-"""Mean colour difference (0..1) between a frame and its predecessor warped onto it above which a pixel
-counts as not carried over: smooth flows spill over occlusion edges where the forward-backward check
-still agrees, but the colours there do not."""
+"""The colour difference (0..1, mean over RGB) that a carried pixel may show on a flat area; see
+:func:`colour_match`."""
+HOLD = 0.75
+"""The default ``hold`` of :func:`video_frames`, chosen by measurement (README, Dream animation)."""
+FLOW_ERROR = 1.0
+"""The flow error (pixels) :func:`colour_match` allows for: on texture, a flow that is off by this much
+samples a neighbour, whose colour differs by up to this times the local colour gradient."""
 
 
 def zoom_transform(image: Tensor, zoom: float = 1.05, rotate: float = 0.0, shift: tuple[float, float] = (0.0, 0.0)) -> Tensor:
@@ -96,17 +100,18 @@ def _grey(image: Tensor):
     return (grey * 255 + 0.5).to(torch.uint8).cpu().numpy()
 
 
-def estimate_flow(source: Tensor, target: Tensor, method: str = "farneback") -> Tensor:
+def estimate_flow(source: Tensor, target: Tensor, method: str = DEFAULT_FLOW, *,
+                  weights_dir: str | Path | None = None) -> Tensor:
     """Dense optical flow :math:`(1, 2, H, W)` from ``source`` to ``target`` (both :math:`(1, 3, H, W)`):
     the pixel at ``p`` in ``source`` is at ``p + flow[p]`` in ``target`` (x first, in pixels).
 
-    ``farneback`` and ``dis`` are OpenCV's (``pip install opencv-python-headless``); ``raft`` is
-    torchvision's RAFT (small), on the frames' device, when its weights file is in torch's hub
-    folder (see :func:`raft_weights_path`).
+    ``farneback`` and ``dis`` are OpenCV's; ``raft`` and ``raft_large`` are torchvision's RAFT (small,
+    large), on the frames' device, their weights fetched once into ``weights_dir`` with the checksum
+    checked (see :func:`raft_weights_path`).
     """
     check(method in FLOWS and method != "none", f"flow: unknown {method!r}; choose one of {', '.join(FLOWS[1:])}.")
-    if method == "raft":
-        return _raft_flow(source, target)
+    if method.startswith("raft"):
+        return _raft_flow(source, target, method, weights_dir)
     try:
         import cv2
     except ImportError:
@@ -120,33 +125,43 @@ def estimate_flow(source: Tensor, target: Tensor, method: str = "farneback") -> 
     return torch.from_numpy(flow).permute(2, 0, 1).unsqueeze(0).to(source.device)
 
 
-def raft_weights_path() -> Path:
-    """Where ``flow="raft"`` looks for torchvision's RAFT-small weights (never downloaded by this pack)."""
-    from torchvision.models.optical_flow import Raft_Small_Weights
+def _raft_weights(method: str):
+    from torchvision.models.optical_flow import Raft_Large_Weights, Raft_Small_Weights
 
-    return Path(torch.hub.get_dir()) / "checkpoints" / Raft_Small_Weights.C_T_V2.url.rsplit("/", 1)[1]
+    return Raft_Large_Weights.C_T_SKHT_V2 if method == "raft_large" else Raft_Small_Weights.C_T_V2
+
+
+def raft_weights_path(method: str = "raft", weights_dir: str | Path | None = None) -> Path:
+    """Where ``flow="raft"`` (RAFT small) or ``"raft_large"`` keeps torchvision's weights: in ``weights_dir``
+    (the nodes' ``models/deepdream``), default ``$DEEPDREAM_WEIGHTS`` or ``~/.cache/deepdream-nodes``."""
+    from .weights import default_weights_dir
+
+    return Path(weights_dir or default_weights_dir()) / _raft_weights(method).url.rsplit("/", 1)[1]
 
 
 @functools.lru_cache(maxsize=1)
-def _raft_model(device: torch.device, path: Path, modified: float) -> torch.nn.Module:
-    from torchvision.models.optical_flow import raft_small
+def _raft_model(method: str, device: torch.device, path: Path, modified: float) -> torch.nn.Module:
+    from torchvision.models.optical_flow import raft_large, raft_small
 
-    model = raft_small(weights=None)
+    model = (raft_large if method == "raft_large" else raft_small)(weights=None)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model.eval().requires_grad_(False).to(device)
 
 
-def _raft_flow(source: Tensor, target: Tensor) -> Tensor:
+def _raft_flow(source: Tensor, target: Tensor, method: str, weights_dir: str | Path | None) -> Tensor:
     """RAFT needs sides of at least 128 px, multiples of 8: the flow is computed there and scaled back."""
     from .pyramid import resize
+    from .weights import download_weights
 
-    path = raft_weights_path()
+    path = raft_weights_path(method, weights_dir)
     if not path.is_file():
-        from torchvision.models.optical_flow import Raft_Small_Weights
-
-        raise DreamError(f"flow: 'raft' needs torchvision's RAFT weights at {path} (download "
-                         f"{Raft_Small_Weights.C_T_V2.url} there), or choose dis or farneback.")
-    model = _raft_model(source.device, path, path.stat().st_mtime)
+        url = _raft_weights(method).url
+        try:
+            download_weights(url, path.parent)
+        except DreamError as error:
+            raise DreamError(f"flow: '{method}' needs torchvision's RAFT weights ({error}); put {url} at {path} "
+                             "by hand, or choose dis or farneback.") from None
+    model = _raft_model(method, source.device, path, path.stat().st_mtime)
     height, width = source.shape[-2:]
     size = (max(128, -(-height // 8) * 8), max(128, -(-width // 8) * 8))
     first, second = (resize(image.float(), size) * 2 - 1 for image in (source, target))
@@ -170,22 +185,51 @@ def warp(image: Tensor, flow: Tensor) -> Tensor:
                                            align_corners=True)
 
 
-def flow_validity(backward: Tensor, forward: Tensor, tolerance: float = FLOW_TOLERANCE) -> Tensor:
-    """Where the flow can be trusted :math:`(1, 1, H, W)` in {0, 1}: following ``backward`` (t -> t-1) then
-    ``forward`` (t-1 -> t) must come back within ``tolerance`` pixels, and land inside the frame
-    (the forward-backward check of Sundaram et al.; occluded and uncovered pixels fail it)."""
+def flow_validity(backward: Tensor, forward: Tensor) -> Tensor:
+    """Where the flow can be trusted :math:`(1, 1, H, W)` in {0, 1}, by Ruder et al.'s tests ("Artistic
+    style transfer for videos", 2016), with ``backward`` (t -> t-1) and ``forward`` (t-1 -> t):
+
+    - forward-backward consistency with a tolerance that grows with the motion: following ``backward``
+      then ``forward`` must come back, :math:`|b + f(p + b)|^2 \\le 0.01 (|b|^2 + |f(p + b)|^2) + 0.5`
+      (occluded and uncovered pixels fail it);
+    - no motion boundary: :math:`|\\nabla b_x|^2 + |\\nabla b_y|^2 \\le 0.01 |b|^2 + 0.002`;
+    - landing inside the frame.
+    """
+    from kornia.filters import spatial_gradient
+
     there = warp(forward, backward)  # the forward flow at the point each pixel came from
-    error = (backward + there).square().sum(1, keepdim=True).sqrt()
+    length = lambda v: v.square().sum(1, keepdim=True)  # noqa: E731
+    consistent = length(backward + there) <= 0.01 * (length(backward) + length(there)) + 0.5
+    steep = spatial_gradient(backward, mode="diff").square().sum((1, 2)).unsqueeze(1)
+    smooth = steep <= 0.01 * length(backward) + 0.002
     height, width = backward.shape[-2:]
     ys, xs = torch.meshgrid(torch.arange(height, device=backward.device), torch.arange(width, device=backward.device),
                             indexing="ij")
     inside = ((xs + backward[:, 0] >= 0) & (xs + backward[:, 0] <= width - 1)
               & (ys + backward[:, 1] >= 0) & (ys + backward[:, 1] <= height - 1)).unsqueeze(1)
-    return ((error <= tolerance) & inside).float()
+    return (consistent & smooth & inside).float()
+
+
+def colour_match(moved: Tensor, frame: Tensor) -> Tensor:
+    """Where ``moved`` (the frame before, warped onto ``frame``) shows ``frame``'s colours :math:`(1, 1, H, W)`.
+
+    The tolerance scales with what a sub-pixel flow error costs on texture: :data:`COLOUR_TOLERANCE`
+    plus :data:`FLOW_ERROR` times the colour gradient of ``frame`` at the pixel. Flat areas are held to
+    0.05 (a smooth flow spilling across an occlusion edge still agrees with itself there, the colours
+    do not); fine texture moved by a flow 0.6 px short is not rejected, as a fixed 0.05 did (97% of
+    a moving textured square, measured).
+    """
+    from kornia.filters import spatial_gradient
+
+    # The pixel's own gradient, not its neighbourhood's: next to an occlusion edge the edge's gradient
+    # would excuse the wrong colours of the strip it uncovers.
+    local = spatial_gradient(frame.float(), mode="diff").square().sum(2).sqrt().mean(1, keepdim=True)
+    return ((moved - frame).abs().mean(1, keepdim=True) <= COLOUR_TOLERANCE + FLOW_ERROR * local).float()
 
 
 def video_frames(frames: Iterable[Tensor], backbone: Backbone, objective: Objective, *, carry: float = 0.8,
-                 flow: str = "farneback", seed: int = 0, masks: Iterable[Tensor | None] | None = None,
+                 hold: float = HOLD, flow: str = DEFAULT_FLOW, flow_weights_dir: str | Path | None = None,
+                 seed: int = 0, masks: Iterable[Tensor | None] | None = None,
                  total: int | None = None, previous: tuple[Tensor, Tensor] | None = None,
                  progress: Progress | ProgressFn | None = None, cancel: Cancel | None = None,
                  **dream_options) -> Iterator[Tensor]:
@@ -195,8 +239,13 @@ def video_frames(frames: Iterable[Tensor], backbone: Backbone, objective: Object
     frame t-1 of the source (``flow``; ``none`` = not warped, the linear blend of pytorch-deepdream),
     blended with the source frame t (``carry`` = the share of the warped dream; the nodes' and the
     CLI's ``blend``; 0 dreams every frame on its own). Where the flow fails the forward-backward
-    check, or the source frame t-1 warped the same way does not match frame t's colours
-    (occlusions, things entering the frame), frame t starts from its source. Frame t is dreamed with seed ``seed + t``.
+    checks (:func:`flow_validity`), or the source frame t-1 warped the same way does not match frame t's
+    colours (:func:`colour_match`: occlusions, things entering the frame), frame t starts from its
+    source. Where the dream was carried, each step moves ``1 - hold * carry`` as far as elsewhere (the
+    step mask's share of Ruder et al.'s temporal loss, which pulls a frame towards the warped last
+    one where the flow is trusted): what was dreamed stays put, while new and uncovered parts catch
+    up at full strength. Frame t is dreamed with seed ``seed + t``. RAFT's weights are kept in
+    ``flow_weights_dir``.
 
     Args:
         frames: the source frames, consumed one at a time (a generator streams a long video).
@@ -207,6 +256,8 @@ def video_frames(frames: Iterable[Tensor], backbone: Backbone, objective: Object
     from .dream import deepdream
 
     check(0.0 <= carry <= 1.0, f"blend: the share of the last dream must be in 0..1, got {carry}.")
+    check(0.0 <= hold <= 1.0, f"hold: the share of the step held back where the dream was carried must be in 0..1, "
+                              f"got {hold}.")
     check(flow in FLOWS, f"flow: unknown {flow!r}; choose one of {', '.join(FLOWS)}.")
     job = Progress.of(progress)
     job.begin(total or 1)
@@ -215,13 +266,17 @@ def video_frames(frames: Iterable[Tensor], backbone: Backbone, objective: Object
     for index, source in enumerate(frames):
         source = check_image(source, f"frame {index}")[:1]
         mask = next(mask_stream, None) if mask_stream is not None else None
+        if mask is not None:
+            mask = prepare_mask(mask, 1, tuple(source.shape[-2:])).to(source.device)
         start = source
         if last_dream is not None:
             if last_dream.shape != source.shape:
                 raise DreamError(f"frame {index}: is {tuple(source.shape[-2:])}, the frame before "
                                  f"{tuple(last_dream.shape[-2:])}; a video's frames must share one size.")
-            carried, valid = _carry(last_dream, last_source, source, flow)
+            carried, valid = _carry(last_dream, last_source, source, flow, flow_weights_dir)
             start = torch.lerp(source, carried, carry * valid)
+            steps = 1 - hold * carry * valid
+            mask = steps if mask is None else mask * steps
         part = job.part(index, total) if total else job.part(0, 1)
         dream = deepdream(start, backbone, objective, seed=seed + index, mask=mask, progress=part, cancel=cancel,
                           **dream_options)
@@ -229,15 +284,15 @@ def video_frames(frames: Iterable[Tensor], backbone: Backbone, objective: Object
         yield dream
 
 
-def _carry(last_dream: Tensor, last_source: Tensor, source: Tensor, flow: str) -> tuple[Tensor, Tensor]:
+def _carry(last_dream: Tensor, last_source: Tensor, source: Tensor, flow: str,
+           weights_dir: str | Path | None = None) -> tuple[Tensor, Tensor]:
     """The last dream moved to where its content is in ``source``, and where that can be trusted."""
     if flow == "none":
         return last_dream, torch.ones_like(source[:, :1])
-    backward = estimate_flow(source, last_source, flow)  # frame t -> t-1
-    forward = estimate_flow(last_source, source, flow)  # frame t-1 -> t
+    backward = estimate_flow(source, last_source, flow, weights_dir=weights_dir)  # frame t -> t-1
+    forward = estimate_flow(last_source, source, flow, weights_dir=weights_dir)  # frame t-1 -> t
     carried, moved_source = warp(torch.cat([last_dream, last_source]), backward).split(1)  # one sampling grid
-    matches = ((moved_source - source).abs().mean(1, keepdim=True) <= COLOUR_TOLERANCE).float()
-    return carried.to(source.dtype), flow_validity(backward, forward) * matches
+    return carried.to(source.dtype), flow_validity(backward, forward) * colour_match(moved_source, source)
 
 
 def dream_video(frames: Tensor, backbone: Backbone, objective: Objective,

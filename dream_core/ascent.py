@@ -21,6 +21,7 @@ from torch import Tensor
 from .errors import check
 from .features import FeatureExtractor
 from .objectives import Objective
+from .precision import LossScale, finite_or_zero
 from .pyramid import gaussian_blur, resize
 
 __all__ = ["ascent_step", "image_gradient", "random_shift", "normalize_gradient", "laplacian_bands", "merge_bands",
@@ -108,6 +109,7 @@ def ascent_step(
     autocast: torch.dtype | None = None,
     tile_size: int = 0,
     tile_overlap: int = 128,
+    loss_scale: LossScale | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One ascent step.
 
@@ -124,14 +126,16 @@ def ascent_step(
         autocast: run the network in this precision (``torch.bfloat16``, ``torch.float16``); the
             objective, the gradient's normalisation and the update stay in float32.
         tile_size, tile_overlap: compute the gradient in tiles (see :func:`image_gradient`); 0 = whole image.
+        loss_scale: the fp16 loss scaling of the run (see :class:`~dream_core.precision.LossScale`).
 
     Returns:
         The new image :math:`(B, 3, H, W)` and the objective's scores before the step, :math:`(B,)`.
+        Where the gradient is not finite the step moves nothing.
     """
     grad, scores = image_gradient(image, extractor, objective, shift=shift, autocast=autocast,
-                                  tile_size=tile_size, overlap=tile_overlap)
+                                  tile_size=tile_size, overlap=tile_overlap, loss_scale=loss_scale)
     with torch.no_grad():
-        grad = gaussian_blur(normalize_gradient(grad, grad_norm, inplace=True), smoothing)
+        grad = gaussian_blur(normalize_gradient(finite_or_zero(grad), grad_norm, inplace=True), smoothing)
         if mask is not None:
             grad.mul_(mask)
         # The new image is written into the gradient's buffer: one image-sized buffer fewer at the peak.
@@ -147,6 +151,7 @@ def image_gradient(
     autocast: torch.dtype | None = None,
     tile_size: int = 0,
     overlap: int = 128,
+    loss_scale: LossScale | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The objective's gradient with respect to ``image`` :math:`(B, 3, H, W)`, and its scores :math:`(B,)`.
 
@@ -165,21 +170,27 @@ def image_gradient(
     catalogue layer, so every tile samples the same grid of strided convolutions and poolings as the
     whole image would; otherwise a tile's gradient has another aliasing pattern than its neighbour's.
     Objectives over the whole picture (Gram style, guide matching) see one tile at a time.
+
+    Under fp16 autocast, ``loss_scale`` (one for the run, shared by its tiles) keeps the small scores
+    of tiles from underflowing in the backward pass; by default a new one per call.
     """
     height, width = image.shape[-2:]
+    loss_scale = loss_scale or LossScale(autocast)
     shifts = _per_item(shift, image.shape[0])
     tiled = tile_size > 0 and (height > tile_size or width > tile_size)
     if len(set(shifts)) > 1:  # a batch with its own roll per item
         if tiled:
             parts = [image_gradient(image[i:i + 1], extractor, objective, shift=s, autocast=autocast,
-                                    tile_size=tile_size, overlap=overlap) for i, s in enumerate(shifts)]
+                                    tile_size=tile_size, overlap=overlap, loss_scale=loss_scale)
+                     for i, s in enumerate(shifts)]
             return torch.cat([g for g, _ in parts]), torch.cat([s for _, s in parts])
         rolled = torch.cat([torch.roll(image[i:i + 1], s, dims=(2, 3)) for i, s in enumerate(shifts)])
-        grad, scores = _gradient(rolled, extractor, objective, autocast, 1.0)
+        grad, scores = _gradient(rolled, extractor, objective, autocast, 1.0, loss_scale)
         return torch.cat([torch.roll(grad[i:i + 1], (-s[0], -s[1]), dims=(2, 3)) for i, s in enumerate(shifts)]), scores
     shift = shifts[0]
     if not tiled:
-        grad, scores = _gradient(torch.roll(image, shift, dims=(2, 3)), extractor, objective, autocast, 1.0)
+        grad, scores = _gradient(torch.roll(image, shift, dims=(2, 3)), extractor, objective, autocast, 1.0,
+                                 loss_scale)
         return torch.roll(grad, (-shift[0], -shift[1]), dims=(2, 3)), scores
     # Tiles are gathered from the image with wrap-around indices and their gradients scattered back
     # unrolled, so no full-size rolled copy of the image or the gradient is ever made.
@@ -193,7 +204,8 @@ def image_gradient(
         for cols, tile_cols in _spans(width, core, margin):
             tile = image[..., source_rows[tile_rows], :][..., source_cols[tile_cols]]
             tile_area = tile[0, 0].numel()
-            tile_grad, tile_scores = _gradient(tile, extractor, objective, autocast, tile_area / (height * width))
+            tile_grad, tile_scores = _gradient(tile, extractor, objective, autocast, tile_area / (height * width),
+                                               loss_scale)
             kept = tile_grad[..., rows.start - tile_rows.start:rows.stop - tile_rows.start,
                              cols.start - tile_cols.start:cols.stop - tile_cols.start]
             grad[..., source_rows[rows, None], source_cols[None, cols]] = kept
@@ -219,9 +231,13 @@ def _spans(length: int, core: int, margin: int) -> list[tuple[slice, slice]]:
 
 
 def _gradient(image: Tensor, extractor: FeatureExtractor, objective: Objective, autocast: torch.dtype | None,
-              weight: float) -> tuple[Tensor, Tensor]:
+              weight: float, loss_scale: LossScale) -> tuple[Tensor, Tensor]:
     leaf = image.detach().requires_grad_(True)
-    with torch.enable_grad(), torch.autocast(leaf.device.type, dtype=autocast, enabled=autocast is not None):
-        scores = objective(extractor(leaf)) * weight
-        (grad,) = torch.autograd.grad(scores.sum(), leaf)
-    return grad, scores.detach()
+
+    def scores() -> Tensor:
+        with torch.autocast(leaf.device.type, dtype=autocast, enabled=autocast is not None):
+            return objective(extractor(leaf)) * weight
+
+    with torch.enable_grad():
+        values, (grad,) = loss_scale.gradients(scores, [leaf])
+    return grad, values.detach()

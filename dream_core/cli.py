@@ -13,16 +13,16 @@ from pathlib import Path
 
 import torch
 
-from . import (BACKBONES, DETAIL_MODES, FLOWS, GRAD_NORMS, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, STATISTICS, TV_KINDS,
+from . import (BACKBONES, DEFAULT_FLOW, DETAIL_MODES, FLOWS, GRAD_NORMS, HOLD, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, STATISTICS, TV_KINDS,
                Backbone, DreamCancelled, DreamError, LayerTerm, Objective, deepdream, gatys_layers, get_spec,
                layer_objective, load_backbone, load_image, resize_longer_side, save_image, style_objective, stylize,
-               video_frames, zoom_frames)
+               default_weights_dir, video_frames, zoom_frames)
 from .distributed import Shard, written
 from .loop import ProgressFn
 from .media import (IMAGE_SUFFIXES, MOVIE_SUFFIXES, count_frames, frame_folder, frame_path, read_frames, save_frame,
                     save_frame_as, write_movie, written_frames)
 
-DEFAULT_WEIGHTS_DIR = Path(os.environ.get("DEEPDREAM_WEIGHTS", Path.home() / ".cache" / "deepdream-nodes"))
+DEFAULT_WEIGHTS_DIR = default_weights_dir()
 
 
 def _catalogue() -> str:
@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     style.add_argument("styles", type=Path, nargs="+", help="style image file(s)")
     _add_shared(style, "vgg19")
     style.add_argument("--style-weights", type=float, nargs="+", metavar="W",
-                       help="blend weight of each style (default: equal)")
+                       help="strength of each style, as Style Loss's weight: not normalised, so 0.7 0.3 "
+                            "is one style's strength split 70/30 (default: 1 each)")
     style.add_argument("--style-layers", nargs="+", metavar="NAME[:W]",
                        help="style layers with weights (default: relu1_1 .. relu5_1 on VGG)")
     style.add_argument("--style-scale", type=float, default=1.0, help="style size relative to the image (default 1)")
@@ -165,7 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_shared(video, "googlenet")
     _add_animation(video, steps=5)
     video.add_argument("--blend", type=float, default=0.8, help="share of the warped last dream (default 0.8)")
-    video.add_argument("--flow", default="dis", choices=list(FLOWS), help="optical flow (default dis; OpenCV)")
+    video.add_argument("--hold", type=float, default=HOLD,
+                       help=f"share of each step held back where the last dream was carried (default {HOLD})")
+    video.add_argument("--flow", default=DEFAULT_FLOW, choices=list(FLOWS),
+                       help=f"optical flow: OpenCV's farneback or dis, torchvision's RAFT (weights fetched once into "
+                            f"--weights-dir), or none (default {DEFAULT_FLOW})")
     video.add_argument("--warmup", type=int, default=8, help="under torchrun: frames each process dreams before "
                        "its chunk, unwritten, so the seams do not show (default 8)")
     return parser
@@ -320,7 +325,7 @@ def run_style(args: argparse.Namespace) -> Path:
     terms = [parse_style_layer(text) for text in args.style_layers] if args.style_layers else \
         [LayerTerm(layer) for layer in default_style_layers]
     style = Objective.sum(
-        style_objective(backbone, load_image(path), terms, weight / sum(weights), statistic=args.statistic,
+        style_objective(backbone, load_image(path), terms, weight, statistic=args.statistic,
                         scale=args.style_scale) for path, weight in zip(args.styles, weights))
     with _progress_bar(f"styling {args.content.name}") as advance:
         result = stylize(content, backbone, style, content_weight=args.content_weight,
@@ -401,7 +406,8 @@ def run_video(args: argparse.Namespace) -> Path:
     try:
         with _job_bar(shard, folder, names, f"dreaming {args.input.name}") as done:
             mine = (next(sources) for _ in range(begin, chunk.stop))
-            frames = video_frames(mine, backbone, objective, carry=args.blend, flow=args.flow, seed=args.seed + begin,
+            frames = video_frames(mine, backbone, objective, carry=args.blend, hold=args.hold, flow=args.flow,
+                                  flow_weights_dir=args.weights_dir, seed=args.seed + begin,
                                   masks=None if args.mask is None else _repeat(_mask(args)), previous=previous,
                                   **_animation_settings(args))
             for index, frame in enumerate(frames, start=begin):

@@ -21,16 +21,19 @@ from .errors import DreamError, check
 from .images import check_image
 from .loop import Ascent, Cancel, Progress, ProgressFn, item_generator, optimize, tuned_for
 from .objectives import Objective, channel, content, pixel_l2, total_variation
+from .precision import LossScale, autocast_dtype, running_in
 from .pyramid import gaussian_blur, octave_sizes, resize
 from .references import reference_activations
 
 __all__ = ["Prediction", "classify", "logits", "attribution", "saliency_map", "heatmap", "class_visualize",
-           "fool", "FoolingReport", "invert_features", "psnr", "last_feature_layer", "SALIENCY_METHODS", "BASELINES", "FOOLING_METHODS"]
+           "fool", "FoolingReport", "invert_features", "psnr", "last_feature_layer", "SALIENCY_METHODS", "BASELINES", "FOOLING_METHODS",
+           "ATTRIBUTION_CHUNK"]
 
 SALIENCY_METHODS = ("gradient", "smoothgrad", "gradient_x_input", "integrated_gradients", "gradcam")
 BASELINES = ("black", "blur")
 FOOLING_METHODS = ("ascent", "fgsm", "pgd")
-_CHUNK = 16  # noisy samples or path points sent through the network at once
+ATTRIBUTION_CHUNK = 16
+"""SmoothGrad samples or integrated-gradient path points sent through the network at once."""
 
 
 @dataclass(frozen=True)
@@ -45,15 +48,21 @@ class Prediction:
         return f"{self.name} ({self.probability:.1%})"
 
 
-def logits(image: Tensor, backbone: Backbone) -> Tensor:
-    """The classifier's scores :math:`(B, \\text{classes})` for ``image``, without gradients."""
+def logits(image: Tensor, backbone: Backbone, precision: str = "fp32") -> Tensor:
+    """The classifier's scores :math:`(B, \\text{classes})` for ``image``, without gradients; an image smaller
+    than the network's smallest input is enlarged first."""
     picture = check_image(image).to(backbone.device)
     _check_classifier(backbone)
-    with torch.no_grad():
-        return backbone.extractor([LOGITS])(picture)[LOGITS].float()
+    extractor = backbone.extractor([LOGITS])
+    smallest, height, width = extractor.min_input_size(), *picture.shape[-2:]
+    if min(height, width) < smallest:  # too small for the network's strides: classify it enlarged
+        scale = smallest / min(height, width)
+        picture = resize(picture, (max(smallest, round(height * scale)), max(smallest, round(width * scale))))
+    with torch.no_grad(), running_in(autocast_dtype(precision, picture.device), picture.device):
+        return extractor(picture)[LOGITS].float()
 
 
-def classify(image: Tensor, backbone: Backbone, top_k: int = 5) -> list[list[Prediction]]:
+def classify(image: Tensor, backbone: Backbone, top_k: int = 5, precision: str = "auto") -> list[list[Prediction]]:
     """The ``top_k`` most probable classes of each item, most probable first.
 
     Example:
@@ -64,7 +73,7 @@ def classify(image: Tensor, backbone: Backbone, top_k: int = 5) -> list[list[Pre
         (2, 3, True)
     """
     check(top_k >= 1, f"top_k: must be 1 or more, got {top_k}.")
-    probabilities = logits(image, backbone).softmax(1).cpu()
+    probabilities = logits(image, backbone, precision).softmax(1).cpu()
     names = _names(backbone, probabilities.shape[1])
     values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
     return [[Prediction(int(i), names[int(i)], float(v)) for v, i in zip(row_values, row_indices)]
@@ -99,21 +108,43 @@ def _targets(image: Tensor, backbone: Backbone, target: int | None) -> list[int]
     return [target] * image.shape[0]
 
 
-def _score_gradient(points: Tensor, backbone: Backbone, target: int) -> Tensor:
-    """:math:`\\partial f_t / \\partial x` at each of ``points`` :math:`(N, 3, H, W)`, in chunks."""
+def _score_gradient(points: Tensor, backbone: Backbone, target: int, progress: Progress, cancel: Cancel | None,
+                    autocast: torch.dtype | None, loss_scale: LossScale) -> Tensor:
+    """:math:`\\partial f_t / \\partial x` at each of ``points`` :math:`(N, 3, H, W)`, in chunks of
+    :data:`ATTRIBUTION_CHUNK`: ``cancel`` is asked before each chunk and one progress step reported after it."""
     extractor = backbone.extractor([LOGITS])
     gradients = []
-    for chunk in points.split(_CHUNK):
+    for chunk in points.split(ATTRIBUTION_CHUNK):
+        progress.check_cancel(cancel)
         leaf = chunk.detach().requires_grad_(True)
         with torch.enable_grad():
-            score = extractor(leaf)[LOGITS][:, target].sum()
-            gradients.append(torch.autograd.grad(score, leaf)[0])
+            gradients += _gradients(lambda: extractor(leaf)[LOGITS][:, target].float(), leaf, leaf.device, autocast,
+                                    loss_scale)
+        progress.step()
     return torch.cat(gradients)
+
+
+def _gradients(forward, inputs, device: torch.device, autocast: torch.dtype | None,
+               loss_scale: LossScale) -> list[Tensor]:
+    """The gradients of ``forward()``'s sum with respect to ``inputs`` (a tensor, or a function giving the
+    tensors once ``forward`` ran), the network under ``autocast`` on ``device``, loss-scaled."""
+    def run() -> Tensor:
+        with running_in(autocast, device):
+            return forward()
+
+    return loss_scale.gradients(run, [inputs] if isinstance(inputs, Tensor) else inputs)[1]
+
+
+def _passes(method: str, samples: int, steps: int) -> int:
+    """How many chunks of gradients one item's attribution takes."""
+    points = {"smoothgrad": samples, "integrated_gradients": steps}.get(method, 1)
+    return -(-points // ATTRIBUTION_CHUNK)
 
 
 def attribution(image: Tensor, backbone: Backbone, target: int | None = None, method: str = "gradient", *,
                 samples: int = 25, noise: float = 0.15, steps: int = 64, baseline: str = "black",
-                layer: str | None = None, seed: int = 0) -> Tensor:
+                layer: str | None = None, seed: int = 0, precision: str = "auto",
+                progress: Progress | ProgressFn | None = None, cancel: Cancel | None = None) -> Tensor:
     """How much each input pixel (or, for Grad-CAM, each position of ``layer``) counts for class ``target``.
 
     Each method is its standard definition, as captum implements it, on the model ``x -> logits(x)``
@@ -133,6 +164,9 @@ def attribution(image: Tensor, backbone: Backbone, target: int | None = None, me
     Args:
         target: the class; None or -1 = each item's predicted class.
         seed: item ``i`` draws its SmoothGrad noise from ``seed + i``.
+        precision: the network's (:func:`~dream_core.precision.autocast_dtype`); fp16 is loss-scaled.
+        progress, cancel: one step per chunk of :data:`ATTRIBUTION_CHUNK` gradients (per noisy sample or path
+            point batch); cancel is asked before each.
 
     Returns:
         :math:`(B, 3, H, W)` on the image's device, or :math:`(B, 1, h, w)` at ``layer`` for ``gradcam``.
@@ -142,27 +176,39 @@ def attribution(image: Tensor, backbone: Backbone, target: int | None = None, me
     check(baseline in BASELINES, f"baseline: unknown {baseline!r}; choose one of {', '.join(BASELINES)}.")
     check(samples >= 1 and steps >= 1, f"samples and steps: must be 1 or more, got {samples} and {steps}.")
     check(noise >= 0, f"noise: must be 0 or more, got {noise}.")
+    smallest = backbone.extractor([LOGITS]).min_input_size()
+    check(min(picture.shape[-2:]) >= smallest, f"image: {picture.shape[-2]}x{picture.shape[-1]} is smaller than "
+          f"{backbone.name}'s smallest input ({smallest} px a side); enlarge it first (e.g. Upscale Image).")
     targets = _targets(picture, backbone, target)
+    autocast = autocast_dtype(precision, backbone.device)
+    loss_scale = LossScale(autocast)
+    progress = Progress.of(progress)
+    progress.begin(len(targets) * _passes(method, samples, steps))
     results = []
     for index, item_target in enumerate(targets):
         x = picture[index:index + 1].to(backbone.device)
+        gradient = lambda points: _score_gradient(points, backbone, item_target, progress, cancel,  # noqa: E731
+                                                  autocast, loss_scale)
         if method == "gradient":
-            result = _score_gradient(x, backbone, item_target).abs()
+            result = gradient(x).abs()
         elif method == "smoothgrad":
             generator = item_generator(seed, index)
             noisy = x + noise * torch.randn((samples, *x.shape[1:]), generator=generator).to(x.device)
-            result = _score_gradient(noisy, backbone, item_target).abs().mean(0, keepdim=True)
+            result = gradient(noisy).abs().mean(0, keepdim=True)
         elif method == "gradient_x_input":
-            result = x * _score_gradient(x, backbone, item_target)
+            result = x * gradient(x)
         elif method == "integrated_gradients":
             start = torch.zeros_like(x) if baseline == "black" else gaussian_blur(x, max(x.shape[-2:]) / 20)
             nodes, weights = np.polynomial.legendre.leggauss(steps)
             alphas = torch.tensor((nodes + 1) / 2, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
             path_weights = torch.tensor(weights / 2, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
-            gradients = _score_gradient(start + alphas * (x - start), backbone, item_target)
+            gradients = gradient(start + alphas * (x - start))
             result = (x - start) * (path_weights * gradients).sum(0, keepdim=True)
         else:
-            result = _grad_cam(x, backbone, item_target, backbone.resolve(layer or last_feature_layer(backbone)))
+            progress.check_cancel(cancel)
+            result = _grad_cam(x, backbone, item_target, backbone.resolve(layer or last_feature_layer(backbone)),
+                               autocast, loss_scale)
+            progress.step()
         results.append(result.to(picture.device))
     return torch.cat(results)
 
@@ -174,16 +220,21 @@ def last_feature_layer(backbone: Backbone) -> str:
     return layers[-1]
 
 
-def _grad_cam(x: Tensor, backbone: Backbone, target: int, layer: str) -> Tensor:
+def _grad_cam(x: Tensor, backbone: Backbone, target: int, layer: str, autocast: torch.dtype | None,
+              loss_scale: LossScale) -> Tensor:
     check(layer != LOGITS, "layer: Grad-CAM needs a convolutional layer, not 'logits'.")
     extractor = backbone.extractor([layer, LOGITS])
-    with torch.enable_grad():
-        leaf = x.detach().requires_grad_(True)
+    leaf, seen = x.detach().requires_grad_(True), {}
+
+    def score() -> Tensor:
         acts = extractor(leaf)
-        activation = acts[layer]
-        gradient, = torch.autograd.grad(acts[LOGITS][:, target].sum(), activation)
+        seen["activation"] = acts[layer]
+        return acts[LOGITS][:, target].float()
+
+    with torch.enable_grad():
+        gradient, = _gradients(score, lambda: [seen["activation"]], leaf.device, autocast, loss_scale)
     weights = gradient.float().mean((2, 3), keepdim=True)
-    return torch.relu((weights * activation.detach().float()).sum(1, keepdim=True))
+    return torch.relu((weights * seen["activation"].detach().float()).sum(1, keepdim=True))
 
 
 def saliency_map(image: Tensor, backbone: Backbone, target: int | None = None, method: str = "gradient",
@@ -218,8 +269,8 @@ def heatmap(image: Tensor, saliency: Tensor, blend: float = 0.5) -> Tensor:
 def class_visualize(backbone: Backbone, target: int, *, size: tuple[int, int] | None = None, batch: int = 1,
                     steps: int = 100, step_size: float = 0.02, l2_weight: float = 1.0, jitter: int = 16,
                     blur_sigma: float = 0.5, blur_every: int = 10, octaves: int = 1, octave_scale: float = 1.4,
-                    init: Tensor | None = None, seed: int = 0, progress: Progress | ProgressFn | None = None,
-                    cancel: Cancel | None = None) -> Tensor:
+                    init: Tensor | None = None, seed: int = 0, precision: str = "auto",
+                    progress: Progress | ProgressFn | None = None, cancel: Cancel | None = None) -> Tensor:
     """Pictures the network takes for class ``target``: gradient ascent on its score from noise.
 
     CS231n's regularised recipe (Simonyan et al.) on our ascent loop: each step raises
@@ -260,7 +311,7 @@ def class_visualize(backbone: Backbone, target: int, *, size: tuple[int, int] | 
             part = job.part(index * len(sizes) + level, batch * len(sizes))
             part.begin(steps)
             ascent = Ascent(backbone.extractor(objective.layers), objective, step_size=step_size, jitter=jitter,
-                            progress=part, cancel=cancel)
+                            autocast=autocast_dtype(precision, backbone.device), progress=part, cancel=cancel)
             x = ascent.run(resize(x, level_size).clamp(0, 1), steps, generator, after_step=blur)
         return x
 
@@ -287,7 +338,7 @@ class FoolingReport:
 
 
 def fool(image: Tensor, backbone: Backbone, target: int, *, method: str = "ascent", max_steps: int = 100,
-         step_size: float = 0.002, epsilon: float = 8 / 255, seed: int = 0,
+         step_size: float = 0.002, epsilon: float = 8 / 255, seed: int = 0, precision: str = "auto",
          progress: Progress | ProgressFn | None = None,
          cancel: Cancel | None = None) -> tuple[Tensor, list[FoolingReport]]:
     """The smallest change this method finds that makes the network say ``target``, per item.
@@ -313,6 +364,14 @@ def fool(image: Tensor, backbone: Backbone, target: int, *, method: str = "ascen
                        f"log_softmax(logits)[{target}]")
     job = Progress.of(progress)
     job.begin(picture.shape[0] * max_steps)
+    autocast = autocast_dtype(precision, backbone.device)
+    loss_scale = LossScale(autocast)
+
+    def sign_gradient(x: Tensor) -> Tensor:
+        leaf = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            gradient, = _gradients(lambda: wanted(extractor(leaf)), leaf, leaf.device, autocast, loss_scale)
+        return gradient.sign()
 
     def predicted(x: Tensor) -> int:
         with torch.no_grad():
@@ -334,12 +393,13 @@ def fool(image: Tensor, backbone: Backbone, target: int, *, method: str = "ascen
                 part.step()
                 return x, 0
             part.begin(max_steps)
-            ascent = Ascent(extractor, wanted, step_size=step_size, progress=part, cancel=cancel)
+            ascent = Ascent(extractor, wanted, step_size=step_size, autocast=autocast, progress=part, cancel=cancel,
+                            loss_scale=loss_scale)
             return ascent.run(x, max_steps, item_generator(seed, index), stop=reached), taken
         part.begin(1 if method == "fgsm" else max_steps)
         if method == "fgsm":
             part.check_cancel(cancel)
-            fooled = (x + epsilon * _sign_gradient(x, extractor, wanted)).clamp(0, 1)
+            fooled = (x + epsilon * sign_gradient(x)).clamp(0, 1)
             part.step(fooled[0])
             return fooled, 1
         generator = item_generator(seed, index)
@@ -347,7 +407,7 @@ def fool(image: Tensor, backbone: Backbone, target: int, *, method: str = "ascen
         fooled, alpha = (x + start).clamp(0, 1), 2.5 * epsilon / max_steps
         for step in range(max_steps):
             part.check_cancel(cancel)
-            fooled = fooled + alpha * _sign_gradient(fooled, extractor, wanted)
+            fooled = fooled + alpha * sign_gradient(fooled)
             fooled = torch.min(torch.max(fooled, x - epsilon), x + epsilon).clamp(0, 1)
             done = predicted(fooled) == target
             part.step(fooled[0], steps=max_steps - step if done else 1)
@@ -372,17 +432,10 @@ def fool(image: Tensor, backbone: Backbone, target: int, *, method: str = "ascen
     return torch.cat(results), reports
 
 
-def _sign_gradient(x: Tensor, extractor, objective: Objective) -> Tensor:
-    leaf = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        gradient, = torch.autograd.grad(objective(extractor(leaf)).sum(), leaf)
-    return gradient.sign()
-
-
 def invert_features(image: Tensor, backbone: Backbone, layer: str, *, steps: int = 200,
                     learning_rate: float = 0.05, tv_weight: float = 0.5, l2_weight: float = 0.0, jitter: int = 0,
-                    optimizer: str = "adam", seed: int = 0, progress: Progress | ProgressFn | None = None,
-                    cancel: Cancel | None = None) -> Tensor:
+                    optimizer: str = "adam", seed: int = 0, precision: str = "auto",
+                    progress: Progress | ProgressFn | None = None, cancel: Cancel | None = None) -> Tensor:
     """An image whose features at ``layer`` match ``image``'s: what that layer keeps (Mahendran & Vedaldi).
 
     From seeded noise (item ``i`` from ``seed + i``), minimise the relative feature distance
@@ -409,6 +462,7 @@ def invert_features(image: Tensor, backbone: Backbone, layer: str, *, steps: int
             results.append(optimize([pixels], lambda pixels=pixels: pixels.clamp(0, 1),
                                     backbone.extractor(objective.layers), objective, steps=steps,
                                     optimizer=optimizer, lr=learning_rate, jitter=jitter, generator=generator,
+                                    autocast=autocast_dtype(precision, backbone.device),
                                     progress=job.part(index, pictures.shape[0]), cancel=cancel).to(image.device))
     return torch.cat(results)
 

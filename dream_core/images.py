@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .errors import DreamError, ShapeError
-from .pyramid import resize
+from .pyramid import resize, resize_longer_side
 
 __all__ = ["check_image", "prepare_mask", "from_bhwc", "to_bhwc", "load_image", "save_image", "to_pil", "keep_colors"]
 
@@ -111,13 +111,16 @@ def load_image(path: str | Path, name: str = "input") -> Tensor:
     """Read an image file as :math:`(1, 3, H, W)` float32 RGB in 0..1.
 
     Any mode Pillow reads: RGBA loses alpha, palette and greyscale become RGB, and 16-bit greyscale is
-    scaled by 65535 (not clipped at 255). ``name`` is the input named in errors (``mask``, ``style``).
+    scaled by 65535 (not clipped at 255). 16-bit RGB(A) PNGs, which Pillow reads as 8-bit, are read
+    with OpenCV at their 16 bits. ``name`` is the input named in errors (``mask``, ``style``).
     """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as picture:
-            if picture.mode in _WIDE_MODES:
+            if picture.format == "PNG" and picture.mode in ("RGB", "RGBA") and _png_bit_depth(path) == 16:
+                array = _wide_png(path)
+            elif picture.mode in _WIDE_MODES:
                 grey = np.asarray(picture, dtype=np.float32) / _WIDE_MODES[picture.mode]
                 array = np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=-1)
             else:
@@ -127,13 +130,38 @@ def load_image(path: str | Path, name: str = "input") -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).movedim(-1, 0).unsqueeze(0)
 
 
-def to_pil(image: Tensor):
-    """:math:`(3, H, W)` or :math:`(1, 3, H, W)` in 0..1, on any device -> an 8-bit RGB ``PIL.Image``."""
+def _png_bit_depth(path: str | Path) -> int:
+    """The bits per sample a PNG's header gives (byte 24: after the signature and the IHDR chunk's length,
+    type, width and height)."""
+    with open(path, "rb") as file:
+        header = file.read(25)
+    return header[24] if len(header) == 25 else 8
+
+
+def _wide_png(path: str | Path) -> np.ndarray:
+    """A 16-bit colour PNG as :math:`(H, W, 3)` float32 RGB in 0..1 (OpenCV keeps the 16 bits)."""
+    import cv2
+
+    pixels = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.dtype != np.uint16 or pixels.ndim != 3:
+        raise ValueError("a 16-bit PNG OpenCV cannot read")
+    return pixels[..., 2::-1].astype(np.float32) / 65535.0  # BGR(A) -> RGB
+
+
+def to_pil(image: Tensor, longest: int | None = None):
+    """:math:`(3, H, W)` or :math:`(1, 3, H, W)` in 0..1, on any device -> an 8-bit RGB ``PIL.Image``.
+
+    With ``longest``, a larger picture is first shrunk (antialiased, on its device) to that longer side:
+    a live preview of a 4K dream then costs a 512 px picture, not four full-size copies on the CPU.
+    """
     from PIL import Image
 
+    image = image.detach()
     image = image.squeeze(0) if image.ndim == 4 else image
-    array = (image.detach().float().clamp(0, 1).movedim(0, -1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
-    return Image.fromarray(array)
+    if longest is not None and max(image.shape[-2:]) > longest:
+        image = resize_longer_side(image.unsqueeze(0).float(), longest)[0]
+    pixels = image.float().clamp(0, 1).mul(255).add_(0.5).to(torch.uint8)  # rounded; only 8 bits leave the device
+    return Image.fromarray(pixels.movedim(0, -1).cpu().numpy())
 
 
 def save_image(image: Tensor, path: str | Path) -> Path:

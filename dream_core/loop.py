@@ -23,11 +23,12 @@ from .ascent import ascent_step, random_shift
 from .errors import DreamCancelled, DreamError, check
 from .features import FeatureExtractor
 from .objectives import Objective
+from .precision import PRECISIONS, LossScale, autocast_dtype
 
 log = logging.getLogger("DeepDreamNodes")
 
 __all__ = ["Progress", "ProgressFn", "Cancel", "Ascent", "TilePolicy", "optimize", "item_generator",
-           "autocast_dtype", "PRECISIONS", "OPTIMIZERS", "LBFGS_HISTORY", "tuned_for"]
+           "autocast_dtype", "PRECISIONS", "OPTIMIZERS", "LBFGS_HISTORY", "tuned_for"]  # precision's re-exported
 
 ProgressFn = Callable[[int, int, "Tensor | None"], None]
 """``report(done, total, preview)``: after every step; ``preview`` is the current item :math:`(3, h, w)`
@@ -36,7 +37,6 @@ Cancel = Callable[[], bool]
 """``cancel()`` is asked before every step; returning True stops the work with :class:`DreamCancelled`
 (a host's own interrupt exception raised from it passes through unchanged)."""
 
-PRECISIONS = {"auto": None, "fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 OPTIMIZERS = ("adam", "lbfgs")
 LBFGS_HISTORY = 100
 """Steps L-BFGS remembers (neural-style-pt's default): two image-sized tensors each."""
@@ -111,29 +111,6 @@ def item_generator(seed: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed + index) % 2**64)
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` (``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"``) on ``device``.
-
-    ``auto`` (the default) is what ComfyUI does with its own models: half precision on CUDA (bf16
-    where the GPU supports it, else fp16), fp32 everywhere else. On CPUs bf16 is opt-in: it roughly
-    halves a step where the CPU has native bf16 (AVX512-BF16, AMX) but is several times slower
-    without it, and it changes the picture (after 10 steps the bf16 dream differs from the fp32
-    one by about a third of the dream's own change, see ``dream_core.bench``). fp16 is CUDA-only.
-    The gradient's normalisation and the update always stay float32.
-
-    Example:
-        >>> autocast_dtype("auto", torch.device("cpu")) is None
-        True
-    """
-    check(precision in PRECISIONS, f"precision: unknown {precision!r}; choose one of {', '.join(PRECISIONS)}.")
-    check(precision != "fp16" or device.type == "cuda", "precision: fp16 needs a CUDA device; use bf16 or fp32.")
-    if precision == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return PRECISIONS[precision]
-
-
 @contextmanager
 def tuned_for(device: torch.device) -> Iterator[None]:
     """cuDNN autotuning for the length of a run (unless the user asked for determinism), restored after."""
@@ -202,7 +179,8 @@ class Ascent:
         step_size: the mean absolute pixel change per step (with ``grad_norm="mean_abs"``).
         jitter: the largest random roll in pixels, drawn before every step.
         grad_norm: ``"mean_abs"`` or ``"std"``.
-        autocast: the network's precision (see :func:`autocast_dtype`); the update stays float32.
+        autocast: the network's precision (see :func:`autocast_dtype`); the update stays float32, and
+            fp16 gradients are loss-scaled (:class:`~dream_core.precision.LossScale`, one per run).
         tiles: when to compute the gradient in tiles, and the out-of-memory fallback.
         tile_overlap: context around each tile.
         progress: one step reported per ascent step.
@@ -221,6 +199,10 @@ class Ascent:
     progress: Progress = field(default_factory=Progress)
     cancel: Cancel | None = None
     max_loss: float | None = None
+    loss_scale: LossScale | None = None
+
+    def __post_init__(self) -> None:
+        self.loss_scale = self.loss_scale or LossScale(self.autocast)
 
     def run(self, image: Tensor, steps: int, generator: torch.Generator | Sequence[torch.Generator], *,
             smoothing: float = 0.0,
@@ -243,7 +225,7 @@ class Ascent:
                 shift=(random_shift(generator, self.jitter) if isinstance(generator, torch.Generator)
                        else [random_shift(g, self.jitter) for g in generator]),
                 grad_norm=self.grad_norm, smoothing=smoothing,
-                mask=mask, autocast=self.autocast, tile_overlap=self.tile_overlap)
+                mask=mask, autocast=self.autocast, tile_overlap=self.tile_overlap, loss_scale=self.loss_scale)
             if after_step is not None:
                 image = after_step(image, step)
             reached = ((self.max_loss is not None and bool((scores > self.max_loss).all()))
@@ -286,7 +268,8 @@ def optimize(
         optimizer: ``"adam"``, ``"lbfgs"`` or a factory ``params -> torch.optim.Optimizer``.
         lr: Adam's learning rate (L-BFGS uses 1 with a strong-Wolfe line search).
         jitter, generator: the random roll before each evaluation, and its stream.
-        autocast: the network's precision; the loss and the update stay float32.
+        autocast: the network's precision; the loss and the update stay float32, fp16 gradients are
+            loss-scaled.
         progress, cancel: as in :class:`Ascent`.
         ema: decay of an exponential moving average of the parameters over the steps (bias-corrected,
             as crowsonkb's style transfer does with Adam); the result is rendered from the average,
@@ -313,19 +296,25 @@ def optimize(
     progress.begin(steps)
     generator = generator or torch.Generator().manual_seed(0)
 
+    loss_scale = LossScale(autocast)
+
     def closure() -> Tensor:
         progress.check_cancel(cancel)
-        optim.zero_grad(set_to_none=True)
-        with torch.enable_grad():
-            image = render()
-            if transform is not None:
-                seen = transform(image, generator)
-            else:
-                shift = random_shift(generator, jitter)
-                seen = torch.roll(image, shift, dims=(2, 3)) if any(shift) else image
-            with torch.autocast(image.device.type, dtype=autocast, enabled=autocast is not None):
-                loss = -objective(extractor(seen)).float().sum()
-            loss.backward()
+        while True:  # again at a smaller loss scale when fp16 gradients overflow
+            optim.zero_grad(set_to_none=True)
+            with torch.enable_grad():
+                image = render()
+                if transform is not None:
+                    seen = transform(image, generator)
+                else:
+                    shift = random_shift(generator, jitter)
+                    seen = torch.roll(image, shift, dims=(2, 3)) if any(shift) else image
+                with torch.autocast(image.device.type, dtype=autocast, enabled=autocast is not None):
+                    loss = -objective(extractor(seen)).float().sum()
+                (loss * loss_scale.scale).backward()
+            gradients = [p.grad.div_(loss_scale.scale) for p in parameters if p.grad is not None]
+            if loss_scale.accept(gradients):
+                break
         progress.step(image[0].detach())
         return loss.detach()
 

@@ -20,6 +20,7 @@ from .errors import check
 from .images import check_image
 from .loop import Cancel, Progress, ProgressFn, item_generator, optimize, tuned_for
 from .objectives import Objective
+from .precision import autocast_dtype
 
 __all__ = ["FourierImage", "robustness_transform", "feature_visualize", "PARAMETERIZATIONS"]
 
@@ -103,13 +104,14 @@ def robustness_transform(pad: int = 12, jitter: int = 8, scales: tuple[float, fl
 def feature_visualize(backbone: Backbone, objective: Objective, *, size: tuple[int, int] = (224, 224),
                       batch: int = 1, steps: int = 256, learning_rate: float = 0.05,
                       parameterization: str = "fft", decorrelate: bool = True, transforms: bool = True,
-                      seed: int = 0, progress: Progress | ProgressFn | None = None,
+                      seed: int = 0, precision: str = "auto", progress: Progress | ProgressFn | None = None,
                       cancel: Cancel | None = None) -> Tensor:
     """Render what ``objective`` maximises from nothing: ``batch`` pictures, picture ``i`` from seed ``seed + i``.
 
     Adam on a :class:`FourierImage` (or on raw pixels, ``parameterization="pixels"``), each step seeing
     the picture through :func:`robustness_transform` (``transforms=True``). Objectives: a channel
     (``channel(layer, c)``), a neuron (``neuron(layer, c)``), a class (``channel("logits", k)``) or any sum.
+    ``precision`` is the network's (:func:`~dream_core.precision.autocast_dtype`).
 
     Returns:
         :math:`(\\text{batch}, 3, H, W)` in 0..1 on the backbone's device.
@@ -135,6 +137,6 @@ def feature_visualize(backbone: Backbone, objective: Objective, *, size: tuple[i
                 parameters, render = [pixels], (lambda pixels=pixels: pixels.clamp(0, 1))
             pictures.append(optimize(parameters, render, extractor, objective, steps=steps, lr=learning_rate,
                                      generator=generator, transform=transform, progress=job.part(index, batch),
-                                     cancel=cancel))
+                                     autocast=autocast_dtype(precision, backbone.device), cancel=cancel))
     return torch.cat(pictures)
 

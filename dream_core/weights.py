@@ -8,6 +8,7 @@ failing deep inside ``load_state_dict``.
 from __future__ import annotations
 
 import hashlib
+import os
 import http.client
 import pickle
 import warnings
@@ -149,6 +150,11 @@ def _assign_state_dict(model: nn.Module, state: Mapping[str, Tensor], spec: Back
 def _some(items: list[str], limit: int = 6) -> str:
     shown = ", ".join(items[:limit])
     return f"{shown} (and {len(items) - limit} more)" if len(items) > limit else shown
+
+
+def default_weights_dir() -> Path:
+    """Where downloads go when no folder is given: ``$DEEPDREAM_WEIGHTS``, else ``~/.cache/deepdream-nodes``."""
+    return Path(os.environ.get("DEEPDREAM_WEIGHTS", Path.home() / ".cache" / "deepdream-nodes"))
 
 
 def download_weights(url: str, directory: str | Path, *, progress: Progress | None = None,

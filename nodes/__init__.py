@@ -7,7 +7,8 @@ from .animation_nodes import DreamVideo, DreamZoom
 from .backbone_nodes import LoadBackbone, SelectLayer
 from .dream_nodes import DeepDream, GuidedDream, OctavePyramid
 from .explain_nodes import Classify, ClassVisualize, FeatureInversion, FeatureVisualize, FoolingImage, Saliency
-from .style_nodes import ContentLoss, StyleLoss, StyleTransfer, TVLoss
+from .catalogue import layer_catalogue
+from .style_nodes import ContentLoss, SelectStyleLayer, StyleLoss, StyleTransfer, TVLoss
 
 NODE_CONFIG = {
     # Loaders
@@ -30,15 +31,19 @@ NODE_CONFIG = {
     "DD_FeatureInversion": {"class": FeatureInversion, "name": "Feature Inversion"},
     "DD_FeatureVisualize": {"class": FeatureVisualize, "name": "Feature Visualization"},
     # Objectives
+    "DD_SelectStyleLayer": {"class": SelectStyleLayer, "name": "Select Style Layer"},
     "DD_StyleLoss": {"class": StyleLoss, "name": "Style Loss"},
     "DD_ContentLoss": {"class": ContentLoss, "name": "Content Loss"},
     "DD_TVLoss": {"class": TVLoss, "name": "TV Loss"},
 }
+
+LAYERS_ROUTE = "/deepdream/layers"  # the catalogue the frontend extension (web/) narrows the layer menus with
 
 NODE_CLASS_MAPPINGS = {node_id: entry["class"] for node_id, entry in NODE_CONFIG.items()}
 NODE_DISPLAY_NAME_MAPPINGS = {node_id: entry["name"] for node_id, entry in NODE_CONFIG.items()}
 
 host.register_model_folder()
 host.install_example_inputs()
+host.add_json_route(LAYERS_ROUTE, lambda: layer_catalogue(NODE_CLASS_MAPPINGS))
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

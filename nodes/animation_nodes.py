@@ -6,10 +6,10 @@ from dataclasses import asdict
 
 import torch
 
-from ..dream_core import (FLOWS, Backbone, LayerTerm, Objective, OctaveSettings, deepdream_memory, dream_video,
+from ..dream_core import (DEFAULT_FLOW, FLOWS, HOLD, Backbone, LayerTerm, Objective, OctaveSettings, deepdream_memory, dream_video,
                           dream_zoom, from_bhwc, prepare_mask, terms_objective, to_bhwc)
 from . import host
-from .dream_nodes import SEED_MAX
+from .dream_nodes import SEED_MAX, precision_input
 
 ONE_OCTAVE = OctaveSettings(octaves=1)  # each frame refines the last one's dream: no pyramid needed by default
 
@@ -63,6 +63,7 @@ class DreamZoom:
                 "layers_end": ("DD_LAYERS", {"tooltip": "Morph the objective from 'layers' (first frame) to these "
                                "(last frame)."}),
                 "mask": ("MASK", {"tooltip": "Where each frame may change (1 = dream, 0 = keep)."}),
+                **precision_input(),
             },
         }
 
@@ -77,14 +78,15 @@ class DreamZoom:
     def zoom(self, image: torch.Tensor, backbone: Backbone, layers: tuple[LayerTerm, ...], frames: int, zoom: float,
              rotate: float, shift_x: float, shift_y: float, steps_per_frame: int, step_size: float, jitter: int,
              seed: int, octaves: OctaveSettings | None = None, layers_end: tuple[LayerTerm, ...] | None = None,
-             mask: torch.Tensor | None = None) -> tuple[torch.Tensor]:
+             mask: torch.Tensor | None = None, precision: str = "auto") -> tuple[torch.Tensor]:
         picture = from_bhwc(image)[:1]
         objective = terms_objective(layers)
         end = None if layers_end is None else terms_objective(layers_end)
         reads = objective if end is None else objective + end
         with host.dreaming(backbone, _memory(tuple(picture.shape[-2:]), backbone, reads, octaves)):
             made = dream_zoom(picture, backbone, objective, frames, zoom=zoom, rotate=rotate, shift=(shift_x, shift_y),
-                              objective_end=end, seed=seed, mask=mask, progress=host.progress(),
+                              objective_end=end, seed=seed, mask=mask, precision=host.precision(precision),
+                              progress=host.progress(),
                               cancel=host.interrupted, **_dream_settings(octaves, steps_per_frame, step_size, jitter))
             return (to_bhwc(made).to(host.output_device()),)
 
@@ -101,13 +103,19 @@ class DreamVideo:
                 "blend": ("FLOAT", {"default": 0.8, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
                           "How much of the last dreamed frame each frame starts from (warped along the motion); "
                           "0 = every frame dreamed on its own (flicker)."}),
-                "flow": (list(FLOWS), {"default": "dis", "tooltip": "How the last dream follows the motion: dis or "
-                         "farneback optical flow (OpenCV), or none (a plain blend, which smears what moves)."}),
+                "flow": (list(FLOWS), {"default": DEFAULT_FLOW, "tooltip": "How the last dream follows the motion: "
+                         "farneback or dis optical flow (OpenCV), raft / raft_large (torchvision's RAFT, best on "
+                         "a GPU; its weights are fetched once into models/deepdream, checksum checked), or none "
+                         "(a plain blend, which smears what moves)."}),
                 **_frame_inputs(5),
             },
             "optional": {
                 **_octaves_input(),
+                "hold": ("FLOAT", {"default": HOLD, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "Where the last "
+                         "dream was carried, steps move only 1 - hold x blend as far: the dream stays on what moves "
+                         "while new parts catch up. 0 = every frame dreams at full strength (more flicker)."}),
                 "mask": ("MASK", {"tooltip": "Where each frame may change: one mask for all, or one per frame."}),
+                **precision_input(),
             },
         }
 
@@ -121,12 +129,14 @@ class DreamVideo:
 
     def dream(self, frames: torch.Tensor, backbone: Backbone, layers: tuple[LayerTerm, ...], blend: float, flow: str,
               steps_per_frame: int, step_size: float, jitter: int, seed: int,
-              octaves: OctaveSettings | None = None, mask: torch.Tensor | None = None) -> tuple[torch.Tensor]:
+              octaves: OctaveSettings | None = None, hold: float = HOLD, mask: torch.Tensor | None = None,
+              precision: str = "auto") -> tuple[torch.Tensor]:
         video = from_bhwc(frames, "frames")
         objective = terms_objective(layers)
         masks = None if mask is None else prepare_mask(mask, video.shape[0], tuple(video.shape[-2:]))[:, 0]
         with host.dreaming(backbone, _memory(tuple(video.shape[-2:]), backbone, objective, octaves)):
-            made = dream_video(video, backbone, objective, masks=masks, carry=blend, flow=flow, seed=seed,
-                               progress=host.progress(), cancel=host.interrupted,
+            made = dream_video(video, backbone, objective, masks=masks, carry=blend, hold=hold, flow=flow,
+                               flow_weights_dir=host.weights_dir(), seed=seed,
+                               precision=host.precision(precision), progress=host.progress(), cancel=host.interrupted,
                                **_dream_settings(octaves, steps_per_frame, step_size, jitter))
             return (to_bhwc(made).to(host.output_device()),)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from ..dream_core import BACKBONES, CHANNEL_MODES, CHOICES, LOSSES, POOLINGS, Backbone, DreamError, LayerTerm, get_spec, load_backbone
+from ..dream_core import (BACKBONES, CHANNEL_MODES, CHOICES, LOSSES, POOLINGS, Backbone, DreamError, LayerTerm,
+                          WeightsError, get_spec, load_backbone)
 from . import host
+from .catalogue import LAYER_MENU, check_layer_channel, validation
 
 DOWNLOAD, RANDOM = "torchvision (download)", "random init"
-ALL_LAYERS = list(dict.fromkeys(layer for spec in BACKBONES.values() for layer in spec.layers))
 
 
 class LoadBackbone:
@@ -38,6 +39,18 @@ class LoadBackbone:
                    "are kept between runs and across workflows: the same backbone and weights are not loaded "
                    "twice (a weights file is reloaded when it changes).")
 
+    @classmethod
+    def IS_CHANGED(cls, backbone: str, weights: str, seed: int = 0, pooling: str = "max"):
+        """A weights file's path, size and modification time: a replaced file is loaded again on the next
+        queue (ComfyUI otherwise reuses this node's cached output); the other choices are fixed by
+        their names."""
+        if weights in (DOWNLOAD, RANDOM):
+            return ""
+        try:
+            return host.weights_key(host.weight_file(weights)) or ""
+        except WeightsError:
+            return ""  # load() says what is wrong
+
     def load(self, backbone: str, weights: str, seed: int = 0, pooling: str = "max") -> tuple[Backbone]:
         if weights == RANDOM:
             source, key = "random", (backbone, RANDOM, seed)
@@ -61,14 +74,15 @@ class SelectLayer:
         return {
             "required": {
                 "backbone": ("DD_BACKBONE", {"tooltip": "The backbone whose layer to pick."}),
-                "layer": (ALL_LAYERS, {"default": "inception4c", "tooltip": "The layer whose activations "
+                "layer": (LAYER_MENU, {"default": "inception4c", "tooltip": "The layer whose activations "
                           "to amplify. Early layers paint strokes and textures, deep ones eyes and animals; 'logits' is "
-                          "the classifier's output: with a channel, the score of that class. "
-                          "A layer the backbone lacks is refused with the list of its layers."}),
+                          "the classifier's output: with a channel, the score of that class. The menu shows the "
+                          "connected backbone's layers; a layer it lacks is refused with the list of its layers."}),
                 "weight": ("FLOAT", {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.05,
                                      "tooltip": "How much this layer counts; negative suppresses it."}),
                 "channel": ("INT", {"default": -1, "min": -1, "max": 4095,
-                                    "tooltip": "One channel (feature) of the layer to amplify; -1 = all."}),
+                                    "tooltip": "One channel (feature) of the layer to amplify; -1 = all. Link "
+                                    "Classify's top_class here with layer 'logits' to dream the class it sees."}),
                 "loss": (list(LOSSES), {"default": "l2", "tooltip": "l2: 0.5 mean(a^2), the classic "
                          "DeepDream loss; mean: mean activation (the InceptionV3 DeepDreamer's)."}),
             },
@@ -92,20 +106,20 @@ class SelectLayer:
     CATEGORY = "DeepDream"
     DESCRIPTION = "Picks a layer (and optionally one channel) to amplify, with a weight; chain several."
 
+    CHANNEL_OF = {"channel": "layer"}  # for the frontend: the channel widget's range follows this layer
+
     @classmethod
-    def VALIDATE_INPUTS(cls, layer: str, channel: int):
-        widest = max(spec.layers[layer] for spec in BACKBONES.values() if layer in spec.layers)
-        if channel >= widest:
-            return f"channel: {layer} has at most {widest} channels (0..{widest - 1}) in any backbone, got {channel}."
-        return True
+    def VALIDATE_INPUTS(cls, layer: str | None = None, channel: int | None = None):
+        return validation(check_layer_channel, layer=layer, channel=channel)
 
     def select(self, backbone: Backbone, layer: str, weight: float, channel: int, loss: str,
                layers: tuple[LayerTerm, ...] = (), channel_mode: str = "all", top_k: int = 8,
                choose: str = "once") -> tuple[tuple[LayerTerm, ...]]:
         name = backbone.resolve(layer)
         channels = backbone.channels(name)
-        if channel >= channels:
-            raise DreamError(f"channel: {name} of {backbone.name} has channels 0..{channels - 1}, got {channel}.")
+        if not -1 <= channel < channels:  # a linked channel reaches this check only (and any backbone's layer)
+            raise DreamError(f"channel: {name} of {backbone.name} has channels 0..{channels - 1}, or -1 for all; "
+                             f"got {channel}.")
         if channel_mode != "all" and (channel >= 0 or top_k > channels):
             raise DreamError(f"channel_mode: {channel_mode} needs channel -1 and top_k at most {channels} "
                              f"(the channels of {name}), got channel {channel}, top_k {top_k}.")

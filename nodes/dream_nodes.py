@@ -6,10 +6,11 @@ from dataclasses import asdict
 
 import torch
 
-from ..dream_core import (DETAIL_MODES, GRAD_NORMS, PRECISIONS, Backbone, DreamError, LayerTerm, Objective, OctaveSettings,
+from ..dream_core import (DETAIL_MODES, GRAD_NORMS, PRECISIONS, Backbone, LayerTerm, Objective, OctaveSettings,
                           check_tile_size, deepdream, deepdream_memory, from_bhwc, guided_objective, terms_objective,
                           to_bhwc)
 from . import host
+from .catalogue import layer_weights_only, validation
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
 
@@ -42,6 +43,13 @@ class OctavePyramid:
         return (OctaveSettings(octaves, octave_scale, detail, blend),)
 
 
+def precision_input() -> dict:
+    return {"precision": (list(PRECISIONS), {"default": "auto", "tooltip": "auto: what ComfyUI picks for its own "
+                          "image models on this device (bf16 on recent GPUs, fp16 on older ones, fp32 on the CPU). "
+                          "bf16/fp16 run the network in half precision (fp16 with loss scaling), with a slightly "
+                          "different picture; the step itself stays fp32."})}
+
+
 def _ascent_inputs() -> dict:
     return {
         "steps": ("INT", {"default": 10, "min": 0, "max": 1000,
@@ -67,20 +75,14 @@ def _shared_optional_inputs() -> dict:
         "grad_norm": (list(GRAD_NORMS), {"default": "mean_abs", "tooltip": "How each step's gradient is scaled: "
                       "mean_abs (Google), std (Keras), or laplacian: every frequency band normalised on its own "
                       "(lucid), which keeps large dreams free of high-frequency noise."}),
-        "precision": (list(PRECISIONS), {"default": "auto", "tooltip": "auto: half precision on CUDA (bf16 "
-                      "where supported, else fp16), fp32 elsewhere, as ComfyUI runs its models. bf16/fp16: about 2x "
-                      "faster on recent GPUs (and CPUs with native bf16), slightly different picture; fp16 needs CUDA."}),
+        **precision_input(),
     }
 
 
 class DeepDream:
     @classmethod
-    def VALIDATE_INPUTS(cls, tile_size: int = 512):
-        try:
-            check_tile_size(tile_size)
-        except DreamError as error:
-            return str(error)
-        return True
+    def VALIDATE_INPUTS(cls, tile_size: int | None = None):
+        return validation(check_tile_size, tile_size=tile_size)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -144,6 +146,7 @@ class GuidedDream(DeepDream):
               octaves: OctaveSettings | None = None, mask: torch.Tensor | None = None, invert_mask: bool = False,
               tile_size: int = 512, grad_norm: str = "mean_abs", precision: str = "auto") -> tuple[torch.Tensor]:
         guide = from_bhwc(guide_image, "guide_image")
+        layers = layer_weights_only(layers, "Guided Dream")
         return run_dream(image, backbone, lambda: guided_objective(backbone, guide, layers),
                          terms_objective(layers).layers, octaves, mask, invert_mask, steps=steps, step_size=step_size, jitter=jitter, seed=seed,
                          tile_size=tile_size, grad_norm=grad_norm, precision=precision)
@@ -163,6 +166,7 @@ def run_dream(image: torch.Tensor, backbone: Backbone, make_objective, layers: f
     memory = deepdream_memory(tuple(picture.shape[-2:]), backbone, layers,
                               octaves=pyramid.octaves, octave_scale=pyramid.octave_scale,
                               tile_size=settings["tile_size"])
+    settings["precision"] = host.precision(settings["precision"])
     with host.dreaming(backbone, memory):
         dream = deepdream(picture, backbone, make_objective(), **asdict(pyramid),
                           mask=None if mask is None else (1.0 - mask if invert_mask else mask),

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from ..dream_core import (BASELINES, FOOLING_METHODS, LOGITS, PARAMETERIZATIONS, SALIENCY_METHODS, Backbone, channel,
+from ..dream_core import (ATTRIBUTION_CHUNK, BASELINES, FOOLING_METHODS, LOGITS, PARAMETERIZATIONS, SALIENCY_METHODS, Backbone, channel,
                           class_visualize, classify, deepdream_memory, feature_visualize, fool, from_bhwc, heatmap,
                           invert_features, neuron, pixel_l2, saliency_map, to_bhwc)
 from . import host
-from .backbone_nodes import ALL_LAYERS
-from .dream_nodes import SEED_MAX
+from .catalogue import LAYER_MENU
+from .dream_nodes import SEED_MAX, precision_input
 
 CATEGORY = "DeepDream/explain"
 AUTO = "auto"
-_BATCHED = 16  # SmoothGrad samples and integrated-gradient points run through the network together
 
 
 def _memory(size: tuple[int, int], backbone: Backbone, layers: set[str], inputs_at_once: int = 1) -> int:
@@ -46,7 +45,8 @@ class Classify:
     def INPUT_TYPES(cls):
         return {"required": {**_image_and_backbone(),
                              "top_k": ("INT", {"default": 5, "min": 1, "max": 100,
-                                               "tooltip": "How many of the most probable classes to list."})}}
+                                               "tooltip": "How many of the most probable classes to list."})},
+                "optional": precision_input()}
 
     RETURN_TYPES = ("STRING", "INT")
     RETURN_NAMES = ("labels", "top_class")
@@ -56,10 +56,11 @@ class Classify:
     CATEGORY = CATEGORY
     DESCRIPTION = "What the network sees: the most probable classes of each image, with their probabilities."
 
-    def classify(self, image: torch.Tensor, backbone: Backbone, top_k: int) -> tuple[str, int]:
+    def classify(self, image: torch.Tensor, backbone: Backbone, top_k: int,
+                 precision: str = "auto") -> tuple[str, int]:
         picture = from_bhwc(image)
         with host.dreaming(backbone, _memory(tuple(picture.shape[-2:]), backbone, {LOGITS})):
-            top = classify(picture, backbone, top_k)
+            top = classify(picture, backbone, top_k, host.precision(precision))
         lines = [f"image {i}: " + ", ".join(f"{p.name} [{p.index}] {p.probability:.1%}" for p in row)
                  for i, row in enumerate(top)]
         return "\n".join(lines), top[0][0].index
@@ -84,12 +85,13 @@ class Saliency:
                                   "tooltip": "integrated_gradients: points on the path from the baseline."}),
                 "baseline": (list(BASELINES), {"default": "black", "tooltip": "integrated_gradients: the "
                              "picture of 'nothing' the path starts from: black, or the image blurred."}),
-                "layer": ([AUTO, *ALL_LAYERS], {"default": AUTO, "tooltip": "gradcam: the layer; auto = the last "
+                "layer": ([AUTO, *LAYER_MENU], {"default": AUTO, "tooltip": "gradcam: the layer; auto = the last "
                           "one before the classifier (Grad-CAM's choice). Earlier = finer, less about the class."}),
                 "blend": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05,
                                     "tooltip": "How strongly the heat map covers the image."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX,
                                  "tooltip": "smoothgrad: seed of the noise; image i uses seed + i."}),
+                **precision_input(),
             },
         }
 
@@ -104,13 +106,15 @@ class Saliency:
 
     def explain(self, image: torch.Tensor, backbone: Backbone, target: int, method: str, samples: int = 25,
                 noise: float = 0.15, steps: int = 64, baseline: str = "black", layer: str = AUTO,
-                blend: float = 0.5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                blend: float = 0.5, seed: int = 0, precision: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
         picture = from_bhwc(image)
         layer = None if layer == AUTO else layer
-        batched = _BATCHED if method in ("smoothgrad", "integrated_gradients") else 1
+        batched = ATTRIBUTION_CHUNK if method in ("smoothgrad", "integrated_gradients") else 1
         with host.dreaming(backbone, _memory(tuple(picture.shape[-2:]), backbone, {LOGITS}, batched)):
             maps = saliency_map(picture, backbone, target, method, samples=samples, noise=noise, steps=steps,
-                                baseline=baseline, layer=layer, seed=seed)
+                                baseline=baseline, layer=layer, seed=seed, precision=host.precision(precision),
+                                progress=host.progress(),
+                                cancel=host.interrupted)
             coloured = heatmap(picture.to(maps.device), maps, blend)
         device = host.output_device()
         return maps[:, 0].to(device), to_bhwc(coloured).to(device)
@@ -144,6 +148,7 @@ class ClassVisualize:
                                      "CS231n's ascent on the pixels; fft: lucid's Fourier basis with decorrelated "
                                      "colour and robustness transforms (Adam, learning rate 0.05), more natural "
                                      "shapes and colours."}),
+                **precision_input(),
             },
         }
 
@@ -158,18 +163,19 @@ class ClassVisualize:
     def visualize(self, backbone: Backbone, target: int, width: int, height: int, batch: int, steps: int,
                   step_size: float, seed: int, l2_weight: float = 1.0, jitter: int = 16, blur_sigma: float = 0.5,
                   blur_every: int = 10, octaves: int = 1, init_image: torch.Tensor | None = None,
-                  parameterization: str = "pixels") -> tuple[torch.Tensor]:
+                  parameterization: str = "pixels", precision: str = "auto") -> tuple[torch.Tensor]:
         start = None if init_image is None else from_bhwc(init_image, "init_image")
+        precision = host.precision(precision)
         with host.dreaming(backbone, _memory((height, width), backbone, {LOGITS})):
             if parameterization == "fft":
                 made = feature_visualize(backbone, channel(LOGITS, target) - l2_weight * pixel_l2(),
                                          size=(height, width), batch=batch, steps=steps, seed=seed,
-                                         progress=host.progress(), cancel=host.interrupted)
+                                         precision=precision, progress=host.progress(), cancel=host.interrupted)
                 return (to_bhwc(made).to(host.output_device()),)
             made = class_visualize(backbone, target, size=(height, width), batch=batch, steps=steps,
                                    step_size=step_size, l2_weight=l2_weight, jitter=jitter, blur_sigma=blur_sigma,
                                    blur_every=blur_every, octaves=octaves, init=start, seed=seed,
-                                   progress=host.progress(), cancel=host.interrupted)
+                                   precision=precision, progress=host.progress(), cancel=host.interrupted)
             return (to_bhwc(made).to(host.output_device()),)
 
 
@@ -195,6 +201,7 @@ class FoolingImage:
                             "How much the difference image enlarges the change (grey = unchanged)."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "tooltip": "pgd: seed of the random "
                          "start; image i uses seed + i."}),
+                **precision_input(),
             },
         }
 
@@ -210,11 +217,12 @@ class FoolingImage:
 
     def fool(self, image: torch.Tensor, backbone: Backbone, target: int, method: str, max_steps: int,
              step_size: float = 0.002, epsilon: float = 8 / 255, magnify: float = 10.0,
-             seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, str]:
+             seed: int = 0, precision: str = "auto") -> tuple[torch.Tensor, torch.Tensor, str]:
         picture = from_bhwc(image)
         with host.dreaming(backbone, _memory(tuple(picture.shape[-2:]), backbone, {LOGITS})):
             fooled, reports = fool(picture, backbone, target, method=method, max_steps=max_steps,
-                                   step_size=step_size, epsilon=epsilon, seed=seed, progress=host.progress(),
+                                   step_size=step_size, epsilon=epsilon, seed=seed,
+                                   precision=host.precision(precision), progress=host.progress(),
                                    cancel=host.interrupted)
         difference = (0.5 + magnify * (fooled - picture.to(fooled.device))).clamp(0, 1)
         device = host.output_device()
@@ -228,7 +236,7 @@ class FeatureInversion:
         return {
             "required": {
                 **_image_and_backbone(),
-                "layer": (ALL_LAYERS, {"default": "inception3a", "tooltip": "The layer whose features to match: "
+                "layer": (LAYER_MENU, {"default": "inception3a", "tooltip": "The layer whose features to match: "
                           "early layers give the picture back, deep ones what matters to the class."}),
                 "steps": ("INT", {"default": 200, "min": 0, "max": 5000, "tooltip": "Optimizer steps."}),
                 "learning_rate": ("FLOAT", {"default": 0.05, "min": 0.0001, "max": 1.0, "step": 0.001,
@@ -243,6 +251,7 @@ class FeatureInversion:
                                         "tooltip": "Pull towards grey: against extreme colours."}),
                 "jitter": ("INT", {"default": 0, "min": 0, "max": 64,
                                    "tooltip": "Random shift per step, a further prior; 0 = off."}),
+                **precision_input(),
             },
         }
 
@@ -255,13 +264,15 @@ class FeatureInversion:
                    "the input's (Mahendran & Vedaldi, CS231n).")
 
     def invert(self, image: torch.Tensor, backbone: Backbone, layer: str, steps: int, learning_rate: float,
-               seed: int, tv_weight: float = 0.5, l2_weight: float = 0.0, jitter: int = 0) -> tuple[torch.Tensor]:
+               seed: int, tv_weight: float = 0.5, l2_weight: float = 0.0, jitter: int = 0,
+               precision: str = "auto") -> tuple[torch.Tensor]:
         picture = from_bhwc(image)
         layer = backbone.resolve(layer)
         with host.dreaming(backbone, _memory(tuple(picture.shape[-2:]), backbone, {layer})):
             inverted = invert_features(picture, backbone, layer, steps=steps, learning_rate=learning_rate,
                                        tv_weight=tv_weight, l2_weight=l2_weight, jitter=jitter, seed=seed,
-                                       progress=host.progress(), cancel=host.interrupted)
+                                       precision=host.precision(precision), progress=host.progress(),
+                                       cancel=host.interrupted)
             return (to_bhwc(inverted).to(host.output_device()),)
 
 
@@ -274,7 +285,7 @@ class FeatureVisualize:
         return {
             "required": {
                 "backbone": ("DD_BACKBONE", {"tooltip": "The network whose feature to render."}),
-                "layer": (ALL_LAYERS, {"default": "inception4c", "tooltip": "The layer of the channel or neuron; "
+                "layer": (LAYER_MENU, {"default": "inception4c", "tooltip": "The layer of the channel or neuron; "
                           "ignored for a class."}),
                 "target": (list(TARGETS), {"default": "channel", "tooltip": "channel: the mean of one channel over "
                            "the layer; neuron: that channel at the centre only; class: a class score (logits)."}),
@@ -293,6 +304,7 @@ class FeatureVisualize:
                                 "correlation, so colours move together."}),
                 "transforms": ("BOOLEAN", {"default": True, "tooltip": "Pad, jitter, scale and rotate at every step: "
                                "only features that survive being moved are kept."}),
+                **precision_input(),
             },
         }
 
@@ -306,12 +318,13 @@ class FeatureVisualize:
 
     def visualize(self, backbone: Backbone, layer: str, target: str, index: int, width: int, height: int,
                   batch: int, steps: int, seed: int, learning_rate: float = 0.05, parameterization: str = "fft",
-                  decorrelate: bool = True, transforms: bool = True) -> tuple[torch.Tensor]:
+                  decorrelate: bool = True, transforms: bool = True, precision: str = "auto") -> tuple[torch.Tensor]:
         name = LOGITS if target == "class" else backbone.resolve(layer)
         objective = neuron(name, index) if target == "neuron" else channel(name, index)
         with host.dreaming(backbone, _memory((height, width), backbone, {name})):
             made = feature_visualize(backbone, objective, size=(height, width), batch=batch, steps=steps,
                                      learning_rate=learning_rate, parameterization=parameterization,
                                      decorrelate=decorrelate, transforms=transforms, seed=seed,
-                                     progress=host.progress(), cancel=host.interrupted)
+                                     precision=host.precision(precision), progress=host.progress(),
+                                     cancel=host.interrupted)
             return (to_bhwc(made).to(host.output_device()),)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ..dream_core import WEIGHT_EXTENSIONS, Backbone, Progress, WeightsError, to_pil
+from ..dream_core import WEIGHT_EXTENSIONS, Backbone, Progress, WeightsError, default_weights_dir, to_pil
 
 try:  # inside ComfyUI
     import comfy.model_management as model_management
@@ -39,7 +39,7 @@ except ImportError:
 log = logging.getLogger("DeepDreamNodes")
 
 MODEL_FOLDER = "deepdream"
-FALLBACK_WEIGHTS_DIR = Path(os.environ.get("DEEPDREAM_WEIGHTS", Path.home() / ".cache" / "deepdream-nodes"))
+FALLBACK_WEIGHTS_DIR = default_weights_dir()
 PREVIEW_EVERY = 5  # steps between live previews; the bar itself moves every step
 PREVIEW_SIZE = 512
 
@@ -106,6 +106,16 @@ def compute_device() -> torch.device:
     return model_management.get_torch_device() if model_management is not None else torch.device("cpu")
 
 
+def precision(choice: str) -> str:
+    """A node's ``precision`` for ``dream_core``: ``auto`` becomes what ComfyUI picks for an image model
+    on its device (its VAE rule: bf16 where the device has it, else fp16 where that works, else fp32;
+    ``--force-fp32`` and the VAE precision flags respected); any other choice is kept."""
+    if choice != "auto" or model_management is None:
+        return choice
+    chosen = model_management.vae_dtype(compute_device(), [torch.bfloat16, torch.float16])
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(chosen, "fp32")
+
+
 def output_device() -> torch.device:
     return model_management.intermediate_device() if model_management is not None else torch.device("cpu")
 
@@ -163,11 +173,22 @@ def cached_backbone(key: Hashable, build: Callable[[], Backbone]) -> Backbone:
     return backbone
 
 
-def weights_key(path: Path | None) -> tuple[str, float] | None:
-    """A weights file as a cache key: its path and modification time, so a replaced file is reloaded."""
+def weights_key(path: Path | None) -> str | None:
+    """A weights file as a cache key: its path, size and modification time (ns), so a replaced file is reloaded."""
     if path is None or not path.is_file():
         return None
-    return str(path), path.stat().st_mtime
+    stat = path.stat()
+    return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """Log ``message`` the first time it comes up in this server's life (settings a node ignores)."""
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("DeepDreamNodes: %s", message)
 
 
 def place(backbone: Backbone, device: torch.device, memory: int) -> None:
@@ -220,7 +241,7 @@ def progress() -> Progress | None:
         calls += 1
         picture = None
         if preview is not None and (calls % PREVIEW_EVERY == 0 or done == total):
-            picture = ("JPEG", to_pil(preview), PREVIEW_SIZE)
+            picture = ("JPEG", to_pil(preview, PREVIEW_SIZE), PREVIEW_SIZE)
         bar.update_absolute(done, total, picture)
 
     return Progress(report, PROGRESS_TOTAL)
@@ -248,8 +269,26 @@ def download_progress() -> Callable[[int, int], None] | None:
     return report
 
 
+def add_json_route(path: str, payload: Callable[[], object]) -> None:
+    """Serve ``payload()`` as JSON at ``GET path`` on ComfyUI's server (for the frontend extension in ``web/``)."""
+    try:
+        from aiohttp import web
+        from server import PromptServer
+    except ImportError:  # outside ComfyUI
+        return
+    server = getattr(PromptServer, "instance", None)
+    if server is None:
+        return
+
+    async def handler(request):
+        return web.json_response(payload())
+
+    server.routes.get(path)(handler)
+
+
 __all__ = [
     "register_model_folder", "install_example_inputs", "weights_dir", "weight_files", "weight_file", "compute_device",
-    "output_device", "gradients", "make_trainable_copy_if_inference", "cached_backbone", "weights_key", "place",
-    "dreaming", "progress", "interrupted", "download_progress",
+    "precision",
+    "output_device", "gradients", "make_trainable_copy_if_inference", "cached_backbone", "weights_key", "warn_once", "place",
+    "dreaming", "progress", "interrupted", "download_progress", "add_json_route",
 ]

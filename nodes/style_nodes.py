@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from ..dream_core import (INITS, OPTIMIZERS, PRECISIONS, STATISTICS, TV_KINDS, Backbone, DreamError, LayerTerm,
+from ..dream_core import (INITS, OPTIMIZERS, STATISTICS, TV_KINDS, Backbone, DreamError, LayerTerm,
                           Objective, content_objective, from_bhwc, gatys_layers, style_objective, stylize,
                           stylize_memory, to_bhwc, total_variation)
 from . import host
-from .backbone_nodes import ALL_LAYERS
-from .dream_nodes import SEED_MAX
+from .catalogue import LAYER_MENU, check_layer_channel, layer_weights_only, validation
+from .dream_nodes import SEED_MAX, precision_input
 
 AUTO = "auto"
 INIT_IMAGE = "image"
@@ -24,6 +24,40 @@ def _chain_input() -> dict:
                           "Content and TV Loss nodes (several styles blend by their weights)."})}
 
 
+class SelectStyleLayer:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "backbone": ("DD_BACKBONE", {"tooltip": "The backbone whose layer to pick."}),
+                "layer": (LAYER_MENU, {"default": "relu1_1", "tooltip": "A layer whose style statistics (or, for "
+                          "Guided Dream, features) to match. Early layers carry colour and fine texture, deep "
+                          "ones larger motifs. The menu shows the connected backbone's layers."}),
+                "weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.05,
+                                     "tooltip": "How much this layer counts among the chained ones."}),
+            },
+            "optional": {
+                "layers": ("DD_LAYERS", {"tooltip": "Layers chosen so far: chain several."}),
+            },
+        }
+
+    RETURN_TYPES = ("DD_LAYERS",)
+    RETURN_NAMES = ("layers",)
+    OUTPUT_TOOLTIPS = ("The chained layers with their weights, for Style Loss or Guided Dream.",)
+    FUNCTION = "select"
+    CATEGORY = "DeepDream/objectives"
+    DESCRIPTION = ("Picks a style layer and its weight, with nothing else to set: for Style Loss (which uses "
+                   "Gatys' layers when none is connected) and Guided Dream.")
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, layer: str | None = None):
+        return validation(check_layer_channel, layer=layer, channel=-1)
+
+    def select(self, backbone: Backbone, layer: str, weight: float,
+               layers: tuple[LayerTerm, ...] = ()) -> tuple[tuple[LayerTerm, ...]]:
+        return ((*layers, LayerTerm(backbone.resolve(layer), weight)),)
+
+
 class StyleLoss:
     @classmethod
     def INPUT_TYPES(cls):
@@ -32,12 +66,14 @@ class StyleLoss:
                 "style_image": ("IMAGE", {"tooltip": "The picture whose textures and colours to take on "
                                 "(first image of the batch)."}),
                 "backbone": ("DD_BACKBONE", {"tooltip": "The same backbone as the dream or transfer node's."}),
-                "layers": ("DD_LAYERS", {"tooltip": "Layers whose style statistics are matched, with their "
-                           "weights; Gatys uses relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 of vgg19."}),
                 "weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1000.0, "step": 0.1, "tooltip":
-                           "Strength of this style; chained styles blend in proportion to their weights."}),
+                           "Strength of this style, a plain multiplier (as --style-weights): chained styles "
+                           "blend in proportion to their weights, and their sum is the total strength."}),
             },
             "optional": {
+                "layers": ("DD_LAYERS", {"tooltip": "Layers whose style statistics are matched, with their "
+                           "weights (Select Style Layer). None connected: Gatys' relu1_1 .. relu5_1 on VGG, "
+                           "five layers up to the default one elsewhere."}),
                 "style_scale": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 4.0, "step": 0.05, "tooltip":
                                 "The style picture is seen at this multiple of the image's size: above 1 "
                                 "paints finer strokes, below 1 larger ones."}),
@@ -60,9 +96,11 @@ class StyleLoss:
                    "style picture's, so it takes on its textures. The style is run through the network when "
                    "the transfer or dream runs, at the size it needs.")
 
-    def build(self, style_image: torch.Tensor, backbone: Backbone, layers: tuple[LayerTerm, ...], weight: float,
-              style_scale: float = 1.0, statistic: str = "gram", mask: torch.Tensor | None = None,
-              objective: Objective | None = None) -> tuple[Objective]:
+    def build(self, style_image: torch.Tensor, backbone: Backbone, weight: float,
+              layers: tuple[LayerTerm, ...] | None = None, style_scale: float = 1.0, statistic: str = "gram",
+              mask: torch.Tensor | None = None, objective: Objective | None = None) -> tuple[Objective]:
+        layers = (tuple(LayerTerm(name) for name in gatys_layers(backbone)[1]) if layers is None
+                  else layer_weights_only(layers, "Style Loss"))
         with host.gradients():  # the style and mask are kept for later passes: no inference tensors
             style = style_objective(backbone, from_bhwc(style_image, "style_image").clone(), layers, weight,
                                     statistic=statistic, scale=style_scale,
@@ -78,7 +116,7 @@ class ContentLoss:
                 "content_image": ("IMAGE", {"tooltip": "The picture whose layout to keep; one per image of the "
                                   "batch, or one for all. Seen at the size of the image being worked on."}),
                 "backbone": ("DD_BACKBONE", {"tooltip": "The same backbone as the dream or transfer node's."}),
-                "layer": ([AUTO, *ALL_LAYERS], {"default": AUTO, "tooltip": "Where the features are compared; "
+                "layer": ([AUTO, *LAYER_MENU], {"default": AUTO, "tooltip": "Where the features are compared; "
                           "auto = relu4_2 on VGG (Gatys), the default layer elsewhere. Deeper keeps less detail."}),
                 "weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1000.0, "step": 0.1,
                                      "tooltip": "Strength of the content match."}),
@@ -139,7 +177,7 @@ class StyleTransfer:
                           "give each a region); Content and TV Loss nodes may be chained in too."}),
                 "content_weight": ("FLOAT", {"default": 0.1, "min": 0.0, "max": 1000.0, "step": 0.05, "tooltip":
                                    "How closely the layout of the content is kept; 0 = texture synthesis."}),
-                "content_layer": ([AUTO, *ALL_LAYERS], {"default": AUTO, "tooltip": "Where the content is "
+                "content_layer": ([AUTO, *LAYER_MENU], {"default": AUTO, "tooltip": "Where the content is "
                                   "compared; auto = relu4_2 on VGG."}),
                 "tv_weight": ("FLOAT", {"default": 10.0, "min": 0.0, "max": 1000.0, "step": 0.5,
                                         "tooltip": "Smoothing penalty against pixel noise; 0 = off."}),
@@ -164,9 +202,7 @@ class StyleTransfer:
                 "ema": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.999, "step": 0.001, "tooltip": "With "
                         "adam: the result is a moving average of the iterates with this decay (0.99 for long runs); "
                         "0 = off."}),
-                "precision": (list(PRECISIONS), {"default": "auto", "tooltip": "auto: half precision on CUDA, fp32 "
-                              "elsewhere. bf16/fp16 run the network in "
-                              "half precision: faster on recent GPUs. fp16 needs CUDA."}),
+                **precision_input(),
             },
         }
 
@@ -193,5 +229,5 @@ class StyleTransfer:
             result = stylize(content, backbone, style, content_weight=content_weight, content_layer=layer,
                              tv_weight=tv_weight, steps=steps, optimizer=optimizer, learning_rate=learning_rate,
                              scales=scales, init=start, seed=seed, original_colors=original_colors, ema=ema,
-                             mask=mask, precision=precision, progress=host.progress(), cancel=host.interrupted)
+                             mask=mask, precision=host.precision(precision), progress=host.progress(), cancel=host.interrupted)
             return (to_bhwc(result).to(host.output_device()),)

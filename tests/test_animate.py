@@ -16,18 +16,32 @@ from dream_core.cli import main
 LAYER = "inception3a"
 
 
-def sliding_square(frames=8, size=(64, 112), side=32, speed=4, seed=0):
-    """A textured square sliding right by ``speed`` px per frame over a still background, and where it is."""
-    generator = torch.Generator().manual_seed(seed)
-    background = dc.resize(torch.rand(1, 3, 8, 12, generator=generator), size)
-    texture = dc.resize(torch.rand(1, 3, 6, 6, generator=generator), (side, side))
-    top = (size[0] - side) // 2
+def _slide(background, texture, frames, speed):
+    """``texture`` moving right by ``speed`` px per frame over ``background``, from x = 8, centred in y."""
+    side, top = texture.shape[-1], (background.shape[-2] - texture.shape[-2]) // 2
     video = []
     for t in range(frames):
         frame = background.clone()
         frame[..., top:top + side, 8 + speed * t:8 + speed * t + side] = texture
         video.append(frame)
     return torch.cat(video), top, side, speed
+
+
+def sliding_square(frames=8, size=(64, 112), side=32, speed=4, seed=0):
+    """A smoothly textured square sliding right by ``speed`` px per frame over a still background, and where it is."""
+    generator = torch.Generator().manual_seed(seed)
+    background = dc.resize(torch.rand(1, 3, 8, 12, generator=generator), size)
+    texture = dc.resize(torch.rand(1, 3, 6, 6, generator=generator), (side, side))
+    return _slide(background, texture, frames, speed)
+
+
+def textured_square(frames=6, size=(96, 128), side=40, speed=3, seed=0):
+    """Fine noise texture (a new value every pixel) sliding over a noise-textured background: where a
+    flow is a fraction of a pixel short and a fixed colour tolerance rejects what moved."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = dc.resize(torch.rand(1, 3, size[0] // 4, size[1] // 4, generator=generator), size)
+    background = 0.5 * coarse + 0.5 * torch.rand(1, 3, *size, generator=generator)
+    return _slide(background, torch.rand(1, 3, side, side, generator=generator), frames, speed)
 
 
 def square_warp_error(dreams, top, side, speed, first=0):
@@ -158,6 +172,42 @@ def test_flow_keeps_the_dream_on_the_moving_square(net):
     assert flowing < 0.8 * alone and flowing < 0.5 * linear, (alone, linear, flowing)
 
 
+@pytest.mark.parametrize("size, side, speed", [((96, 128), 40, 3), ((256, 384), 96, 4)])
+def test_the_dream_sticks_to_textured_motion_with_the_defaults(net, size, side, speed):
+    """The node's defaults (blend 0.8, the default flow, 5 steps of 0.01, jitter 32, googlenet's
+    default layer) on fine texture moving over texture: the warp error inside the moving object is at
+    most 0.6x that of frames dreamed alone. With the old fixed colour tolerance, 97% of the object was
+    dreamed afresh at 96x128 (0.94x). Catches a validity test that rejects sub-pixel flow error."""
+    video, top, side, speed = textured_square(6, size, side, speed)
+    settings = dict(steps=5, step_size=0.01, jitter=32, octaves=1)
+    objective = dc.l2(net.spec.default_layer)
+    alone = square_warp_error(dc.dream_video(video, net, objective, carry=0.0, flow="none", **settings),
+                              top, side, speed)
+    carried = square_warp_error(dc.dream_video(video, net, objective, carry=0.8, **settings), top, side, speed)
+    assert carried <= 0.6 * alone, (alone, carried)
+
+
+def test_ruder_checks_reject_occlusions_and_motion_boundaries_not_texture():
+    """Catches the forward-backward test with a fixed tolerance (large motions fail), a missing motion
+    boundary test, or a colour test blind to the texture's gradient."""
+    size = (40, 60)
+    backward = torch.full((1, 2, *size), 10.0)  # a 10 px motion everywhere (t -> t-1)
+    forward = -backward.clone()
+    forward[:, 0] += 0.9  # back again 0.9 px off: within 0.01 (|b|^2 + |f|^2) + 0.5 = 4.3 px^2
+    assert dc.flow_validity(backward, forward)[..., 5:-15, 5:-15].mean() == 1.0
+    forward[:, 0] += 3.0  # 3.9 px off: 15.2 px^2, over the tolerance
+    assert dc.flow_validity(backward, forward)[..., 5:-15, 5:-15].mean() == 0.0
+    edge = torch.zeros(1, 2, *size)
+    edge[..., 30:] = 5.0  # the right half moves: where it meets the left is a motion boundary
+    edge_valid = dc.flow_validity(edge, -edge)
+    assert edge_valid[..., 10:30, 29:31].mean() == 0.0 and edge_valid[..., 10:30, 5:25].mean() == 1.0
+    texture = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0))
+    half_pixel = dc.warp(texture, torch.full((1, 2, *size), 0.5))
+    assert dc.colour_match(half_pixel, texture)[..., 2:-2, 2:-2].mean() > 0.75  # sub-pixel error on texture (0.82)
+    flat = torch.full((1, 3, *size), 0.5)
+    assert dc.colour_match(flat + 0.2, flat).mean() == 0.0  # a colour change on a flat area
+
+
 def test_each_frame_starts_from_the_warped_dream_except_where_occluded(net):
     """With no steps a frame's dream is its start: inside the moving square the last dream, carried
     along; in the strip the square uncovers, the source. Catches an occlusion mask that is ignored
@@ -171,7 +221,7 @@ def test_each_frame_starts_from_the_warped_dream_except_where_occluded(net):
     assert (start[inside] - (1 - video[1:2])[inside]).abs().mean() < 0.05  # the painted square moved with it
     uncovered = (slice(None), slice(None), slice(top + 4, top + side - 4), slice(8, 8 + speed))
     from_source = ((start[uncovered] - video[1:2][uncovered]).abs().amax(1) < 1e-6).float().mean()
-    assert from_source > 0.75  # occluded before: mostly the source (measured 0.82; no occlusion check: 0)
+    assert from_source > 0.35  # occluded before: from the source (measured 0.43; a fixed 0.05 colour tolerance 0.82, no check 0)
 
 
 def test_video_frames_must_share_a_size_and_opencv_is_named_when_missing(net, monkeypatch):
@@ -221,37 +271,83 @@ def test_video_cli_reads_and_writes_mp4_and_refuses_unknown_formats(tmp_path, ca
     assert not (tmp_path / "dreamed_frames_avi").exists()
 
 
-def _peak_rss_mb(frames, tmp_path):
-    code = (f"import resource, sys; from dream_core.cli import main; "
-            f"main(['zoom', {str(ROOT / 'assets' / 'example.jpg')!r}, '-o', {str(tmp_path / f'z{frames}.gif')!r}, "
-            f"'--weights', 'random', '--size', '48', '--steps', '1', '--frames', '{frames}']); "
-            f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT)
+LONG_ZOOM = """
+import re, sys
+from pathlib import Path
+from dream_core.cli import main
+
+def kb(field):
+    return int(re.search(field + r":\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1))
+
+peaks = []
+for frames in (2, 20, 200):  # the first run pays for what is made once (imports, caches)
+    base = kb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # the high-water mark restarts from here
+    main(["zoom", sys.argv[1], "-o", str(Path(sys.argv[2]) / f"zoom{frames}.gif"), "--weights", "random",
+          "--size", "480", "--steps", "0", "--frames", str(frames)])
+    peaks.append((kb("VmHWM") - base) / 1024)
+print(*peaks[1:])
+"""
+
+
+def test_a_long_zoom_streams_and_assembles_its_gif_with_flat_memory(tmp_path):
+    """After a warm-up run, the peak memory of a 200-frame zoom to a GIF exceeds a 20-frame one's by less
+    than half of what keeping the extra 180 frames would take as 8-bit RGB (180 x 0.49 MB at 480x360;
+    as floats 4x that). Measured: 24 MB and 16 MB above the start (no growth). Catches frames collected
+    in memory before they are written."""
+    result = subprocess.run([sys.executable, "-c", LONG_ZOOM, str(ROOT / "assets" / "example.jpg"), str(tmp_path)],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    return float(result.stdout.strip().splitlines()[-1])
+    short, long = (float(v) for v in result.stdout.split()[-2:])
+    frame_mb = 3 * 480 * 360 / 2**20
+    assert long - short < 0.5 * 180 * frame_mb, (short, long)
 
 
-def test_a_long_zoom_streams_with_flat_memory(tmp_path):
-    """Peak memory of a 200-frame zoom is within 1.2x of a 20-frame one (measured: 762 MB both, most of
-    it torch and the network): frames go to disk as they are made, the GIF is assembled one at a time."""
-    short, long = _peak_rss_mb(20, tmp_path), _peak_rss_mb(200, tmp_path)
-    assert long < 1.2 * short, (short, long)
+def test_gif_frames_are_written_one_at_a_time_and_read_back(tmp_path):
+    """The GIF writer streams (Pillow's save_all kept every frame until the end: 14 MB more for 200
+    frames of 320x240): each frame is there, in order, with its own palette, looping, at the fps."""
+    from PIL import Image, ImageSequence
+
+    from dream_core.media import save_frame, write_movie
+
+    colours = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)]
+    for index, colour in enumerate(colours):
+        save_frame(torch.tensor(colour).view(1, 3, 1, 1).expand(1, 3, 24, 32), tmp_path, index)
+    write_movie(tmp_path, 3, tmp_path / "out.gif", fps=12.5)
+    with Image.open(tmp_path / "out.gif") as gif:
+        assert gif.info["loop"] == 0 and gif.info["duration"] == 80
+        frames = [frame.convert("RGB").getpixel((5, 5)) for frame in ImageSequence.Iterator(gif)]
+    assert frames == [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
 
 
-def test_raft_flow_names_its_weights_file_and_runs_when_it_is_there(tmp_path, monkeypatch):
-    """No download: without the file, one message with its path and URL; with a file (here a random-init
-    state dict), a flow of the frames' size."""
-    from torchvision.models.optical_flow import raft_small
+@pytest.mark.parametrize("method", ["raft", "raft_large"])
+def test_raft_weights_are_fetched_once_with_their_checksum_into_the_model_folder(tmp_path, monkeypatch, method):
+    """RAFT's weights come like a backbone's: downloaded once into the given folder, the sha256 prefix in
+    the file name checked. Here "downloaded" from a local file (a random-init state dict) named as
+    torchvision names its files; a bad checksum and an unreachable URL are one message naming both
+    the URL and where to put the file."""
+    import hashlib
+    import types
 
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    from torchvision.models.optical_flow import raft_large, raft_small
+
+    served = tmp_path / "served"
+    served.mkdir()
+    state = served / "state.pth"
+    torch.save((raft_large if method == "raft_large" else raft_small)(weights=None).state_dict(), state)
+    digest = hashlib.sha256(state.read_bytes()).hexdigest()[:8]
+    named = state.rename(served / f"{method}_test-{digest}.pth")
+    monkeypatch.setattr(dream_core.animate, "_raft_weights",
+                        lambda which: types.SimpleNamespace(url=named.as_uri() if which == method else "unused"))
     frames = torch.rand(2, 3, 40, 56, generator=torch.Generator().manual_seed(0))
-    with pytest.raises(dc.DreamError, match="raft_small_C_T_V2-01064c6d.pth"):
-        dc.estimate_flow(frames[:1], frames[1:], "raft")
-    path = dream_core.animate.raft_weights_path()
-    path.parent.mkdir(parents=True)
-    torch.save(raft_small(weights=None).state_dict(), path)
-    flow = dc.estimate_flow(frames[:1], frames[1:], "raft")
+    models = tmp_path / "models"
+    flow = dc.estimate_flow(frames[:1], frames[1:], method, weights_dir=models)
     assert flow.shape == (1, 2, 40, 56) and torch.isfinite(flow).all()
+    assert (models / named.name).read_bytes() == named.read_bytes()
+    named.unlink()  # fetched once: the next call needs no source
+    assert dc.estimate_flow(frames[:1], frames[1:], method, weights_dir=models).shape == (1, 2, 40, 56)
+    with pytest.raises(dc.DreamError, match=f"flow: '{method}' needs torchvision's RAFT weights .*put file:"):
+        dc.estimate_flow(frames[:1], frames[1:], method, weights_dir=tmp_path / "elsewhere")
 
 
 def test_mp4_without_pyav_is_one_clear_line(tmp_path, monkeypatch):

@@ -27,10 +27,12 @@ def test_the_shapes_net_learns_its_five_classes(shapes_net):
 
 def test_classify_names_the_top_classes_in_order(shapes_net):
     """Catches an ascending sort or names out of step with their indices."""
-    images = torch.cat([held_out(VERTICAL, 1), held_out(DISC, 1)])
+    images = torch.cat([held_out(VERTICAL, 8), held_out(DISC, 8)])
+    predicted = dc.logits(images, shapes_net).argmax(1).tolist()
+    assert predicted.count(VERTICAL) >= 7 and predicted.count(DISC) >= 7  # (the trained net differs a little by CPU)
     top = dc.classify(images, shapes_net, top_k=3)
-    assert [row[0].name for row in top] == ["vertical stripes", "disc"]
-    assert [row[0].index for row in top] == [VERTICAL, DISC]
+    assert [row[0].index for row in top] == predicted
+    assert [row[0].name for row in top] == [CLASSES[index] for index in predicted]
     for row in top:
         assert [p.probability for p in row] == sorted((p.probability for p in row), reverse=True)
         assert len(row) == 3 and sum(p.probability for p in row) <= 1 + 1e-6
@@ -58,7 +60,7 @@ def test_each_method_equals_captums_implementation(shapes_net):
     """gradient, gradient x input, integrated gradients (Gauss-Legendre, both baselines) and Grad-CAM
     against captum on the same model and input. Catches a wrong sign, a lost factor (x - b), a wrong
     quadrature or a Grad-CAM weight taken over the wrong axis."""
-    captum = pytest.importorskip("captum.attr")  # a test dependency (pyproject [test])
+    import captum.attr as captum  # a test dependency (pyproject [test]): missing fails, never skips
     image = torch.cat([held_out(CHECKERS, 1), held_out(DISC, 1)])
     model, target = _captum_model(shapes_net), CHECKERS
     close = lambda ours, theirs: torch.allclose(ours, theirs, rtol=1e-4, atol=1e-6 * theirs.abs().max().item())

@@ -110,12 +110,18 @@ def test_unknown_optimizer_is_explained(googlenet, image):
         invert(googlenet, image, "conv2", 2, "sgd")
 
 
-def test_precision_auto_is_half_on_cuda_and_fp32_elsewhere(monkeypatch):
-    """Catches auto picking fp16 where bf16 is supported, or half precision on the CPU."""
+def test_precision_auto_is_native_bf16_else_fp16_on_cuda_and_fp32_elsewhere(monkeypatch):
+    """A GPU that only emulates bf16 (T4, V100, RTX 20xx: torch says bf16 is supported *including
+    emulation*) gets fp16. Catches auto asking is_bf16_supported() with emulation counted, fp16 where
+    bf16 is native, or half precision on the CPU."""
     cuda = torch.device("cuda")
     assert dc.autocast_dtype("auto", torch.device("cpu")) is None
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
-    assert dc.autocast_dtype("auto", cuda) == torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+
+    def pre_ampere(including_emulation=True):
+        return including_emulation  # emulated only
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", pre_ampere)
     assert dc.autocast_dtype("auto", cuda) == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # Ampere+
+    assert dc.autocast_dtype("auto", cuda) == torch.bfloat16
     assert dc.autocast_dtype("fp32", cuda) is None

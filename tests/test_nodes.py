@@ -2,7 +2,6 @@ import inspect
 import re
 import subprocess
 import sys
-import types
 
 import pytest
 import torch
@@ -29,7 +28,7 @@ def test_pack_imports_from_any_folder_name_without_comfy_and_stays_light(tmp_pat
     ids = ["DD_ClassVisualize", "DD_Classify", "DD_ContentLoss", "DD_DeepDream", "DD_DreamVideo", "DD_DreamZoom",
            "DD_FeatureInversion", "DD_FeatureVisualize",
            "DD_FoolingImage", "DD_GuidedDream", "DD_LoadBackbone", "DD_OctavePyramid", "DD_Saliency",
-           "DD_SelectLayer", "DD_StyleLoss", "DD_StyleTransfer", "DD_TVLoss"]
+           "DD_SelectLayer", "DD_SelectStyleLayer", "DD_StyleLoss", "DD_StyleTransfer", "DD_TVLoss"]
     assert result.stdout.strip() == f"{ids} []"
 
 
@@ -121,8 +120,8 @@ def test_style_loss_node_chains_into_a_dream(nodes_run):
     mapping, backbone, layers, octaves = nodes_run
     image = _image()
     with torch.inference_mode():
-        style, = mapping["DD_StyleLoss"]().build(_image(1, 48, 48), backbone, layers, 2.0)
-        both, = mapping["DD_StyleLoss"]().build(_image(1, 48, 48), backbone, layers, 1.0, objective=style)
+        style, = mapping["DD_StyleLoss"]().build(_image(1, 48, 48), backbone, 2.0, layers)
+        both, = mapping["DD_StyleLoss"]().build(_image(1, 48, 48), backbone, 1.0, layers, objective=style)
         out, = mapping["DD_DeepDream"]().dream(image, backbone, layers, 3, 0.01, 8, 0, octaves, objective=both)
     _assert_dreamed(out, image)
     assert both.layers == {"inception3a", "inception3b"} and both.description.count("style(") == 2
@@ -152,14 +151,14 @@ def test_select_layer_refuses_a_layer_the_backbone_lacks(pack, nodes_run):
     mapping, backbone, _, _ = nodes_run
     with pytest.raises(pack.dream_core.LayerError, match="'Mixed_6b' is not a layer of googlenet; available: conv1"):
         mapping["DD_SelectLayer"]().select(backbone, "Mixed_6b", 1.0, -1, "l2")
-    with pytest.raises(pack.dream_core.DreamError, match="inception3a of googlenet has channels 0..255, got 300"):
+    with pytest.raises(pack.dream_core.DreamError, match="inception3a of googlenet has channels 0..255, or -1 for all; got 300"):
         mapping["DD_SelectLayer"]().select(backbone, "inception3a", 1.0, 300, "l2")
 
 
 def test_layer_combo_offers_only_existing_layers(pack):
     combo = pack.NODE_CLASS_MAPPINGS["DD_SelectLayer"].INPUT_TYPES()["required"]["layer"][0]
-    every = {layer for spec in pack.dream_core.BACKBONES.values() for layer in spec.layers}
-    assert set(combo) == every and len(combo) == len(set(combo))
+    every = {name for spec in pack.dream_core.BACKBONES.values() for name in (*spec.layers, *spec.aliases)}
+    assert set(combo) == every and len(combo) == len(set(combo)) and "mixed4" in combo
 
 
 def test_loader_caches_the_backbone(pack):
@@ -167,44 +166,6 @@ def test_loader_caches_the_backbone(pack):
     first, = loader.load("alexnet", "random init", 1)
     assert loader.load("alexnet", "random init", 1)[0] is first
     assert loader.load("alexnet", "random init", 2)[0] is not first
-
-
-@pytest.fixture
-def fake_host(pack, monkeypatch, tmp_path):
-    """Stand-ins for comfy.utils, comfy.model_management and folder_paths, recording what the nodes do."""
-    host = pack.nodes.host
-    record = types.SimpleNamespace(updates=[], interrupt_after=None, checks=0, freed=[])
-
-    class ProgressBar:
-        def __init__(self, total):
-            record.updates.append(("new", total))
-
-        def update_absolute(self, value, total=None, preview=None):
-            record.updates.append((value, total, preview))
-
-    def throw_exception_if_processing_interrupted():
-        record.checks += 1
-        if record.interrupt_after is not None and record.checks > record.interrupt_after:
-            raise InterruptedError("Processing interrupted")  # the host's own exception type
-
-    management = types.SimpleNamespace(
-        get_torch_device=lambda: torch.device("cpu"), intermediate_device=lambda: torch.device("cpu"),
-        throw_exception_if_processing_interrupted=throw_exception_if_processing_interrupted,
-        free_memory=lambda amount, device: record.freed.append((amount, device)), soft_empty_cache=lambda: None)
-    folders = types.SimpleNamespace(
-        folder_names_and_paths={"deepdream": ([str(tmp_path / "extra")], set())},
-        models_dir=str(tmp_path / "models"), get_input_directory=lambda: str(tmp_path / "input"))
-    folders.get_folder_paths = lambda name: folders.folder_names_and_paths[name][0]
-    folders.get_filename_list = lambda name: sorted(
-        p.name for d in folders.get_folder_paths(name) for p in __import__("pathlib").Path(d).glob("*")
-        if p.suffix in folders.folder_names_and_paths[name][1])
-    folders.get_full_path = lambda name, file: next(
-        (str(p) for d in folders.get_folder_paths(name) for p in [__import__("pathlib").Path(d) / file] if p.is_file()),
-        None)
-    monkeypatch.setattr(host, "comfy_utils", types.SimpleNamespace(ProgressBar=ProgressBar))
-    monkeypatch.setattr(host, "model_management", management)
-    monkeypatch.setattr(host, "folder_paths", folders)
-    return record
 
 
 def test_progress_is_one_bar_in_percent_with_previews(nodes_run, fake_host):
@@ -287,8 +248,8 @@ def test_style_loss_node_weight_scales_the_objective(nodes_run, pack):
     mapping, backbone, layers, _ = nodes_run
     style_image = _image(1, 48, 48)
     with torch.inference_mode():
-        one, = mapping["DD_StyleLoss"]().build(style_image, backbone, layers, 1.0)
-        three, = mapping["DD_StyleLoss"]().build(style_image, backbone, layers, 3.0)
+        one, = mapping["DD_StyleLoss"]().build(style_image, backbone, 1.0, layers)
+        three, = mapping["DD_StyleLoss"]().build(style_image, backbone, 3.0, layers)
     acts = backbone.extractor(one.layers)(_image(1).movedim(-1, 1))
     assert one(acts).item() < 0 and torch.allclose(three(acts), 3.0 * one(acts))
 
@@ -309,7 +270,7 @@ def test_tile_size_and_channel_are_refused_before_the_run(pack):
     assert select.VALIDATE_INPUTS(layer="inception3a", channel=255) is True
     assert select.VALIDATE_INPUTS(layer="inception3a", channel=-1) is True
     assert select.VALIDATE_INPUTS(layer="inception3a", channel=256) == (
-        "channel: inception3a has at most 256 channels (0..255) in any backbone, got 256.")
+        "channel: inception3a has at most 256 channels (0..255) in any backbone, or -1 for all; got 256.")
     assert select.VALIDATE_INPUTS(layer="logits", channel=999) is True
 
 
@@ -412,7 +373,7 @@ def style_graph(nodes_run):
     """A Style Loss on the nodes_run backbone, built under inference mode as the host runs it."""
     mapping, backbone, layers, _ = nodes_run
     with torch.inference_mode():
-        style, = mapping["DD_StyleLoss"]().build(_image(1, 48, 48), backbone, layers, 1.0)
+        style, = mapping["DD_StyleLoss"]().build(_image(1, 48, 48), backbone, 1.0, layers)
     return mapping, backbone, style
 
 
@@ -488,7 +449,7 @@ def test_style_loss_node_options_reach_the_objective(style_graph, nodes_run):
     _, _, layers, _ = nodes_run
     mask = torch.ones(1, 10, 10)
     with torch.inference_mode():
-        style, = mapping["DD_StyleLoss"]().build(_image(1, 48, 48), backbone, layers, 1.0, style_scale=0.5,
+        style, = mapping["DD_StyleLoss"]().build(_image(1, 48, 48), backbone, 1.0, layers, style_scale=0.5,
                                                  statistic="mean_cov", mask=mask)
     assert "mean_cov, scale 0.5, masked" in style.description
     picture = _image(1).movedim(-1, 1)

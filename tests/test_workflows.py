@@ -5,88 +5,9 @@ import json
 import pytest
 import torch
 
-from conftest import ROOT
+from workflow_runner import ROOT, SIZE, execute
 
 EXAMPLES = sorted(p.stem for p in (ROOT / "example_workflows").glob("*.json"))
-SIZE = (48, 64)
-
-
-def stand_ins(saved):
-    """Minimal versions of the core nodes the examples use; KSampler + VAEDecode give a fixed image."""
-
-    from dream_core import resize
-
-    def load_image(image, upload=None):
-        from dream_core import load_image as read
-
-        source = {"deepdream_example.jpg": "example.jpg", "deepdream_guide.jpg": "guide.jpg"}[image]
-        picture = resize(read(ROOT / "assets" / source), SIZE).movedim(1, -1)
-        return picture, torch.zeros(1, *SIZE)
-
-    def load_video(file):
-        from dream_core import media
-
-        assert file == "deepdream_example_pan.mp4"
-        frames = [frame for _, frame in zip(range(3), media.read_frames(ROOT / "assets" / "example_pan.mp4"))]
-        return torch.cat([resize(frame, SIZE) for frame in frames]).movedim(1, -1)
-
-    def generated(samples, vae):
-        return (torch.linspace(0, 1, SIZE[0] * SIZE[1] * 3).reshape(1, *SIZE, 3),)
-
-    return {
-        "LoadImage": load_image,
-        "SaveImage": lambda images, filename_prefix: saved.append((filename_prefix, images)) or (),
-        "PreviewImage": lambda images: (),
-        "PreviewAny": lambda source: (),
-        "LoadVideo": lambda file, upload=None: (load_video(file),),
-        "GetVideoComponents": lambda video: (video, None, 12.0),
-        "CreateVideo": lambda images, fps, audio=None: (images,),
-        "SaveVideo": lambda video, filename_prefix, format, codec: saved.append((filename_prefix, video)) or (),
-        "CheckpointLoaderSimple": lambda ckpt_name: ("model", "clip", "vae"),
-        "CLIPTextEncode": lambda clip, text: ("conditioning",),
-        "EmptyLatentImage": lambda width, height, batch_size: ("latent",),
-        "KSampler": lambda **inputs: ("latent",),
-        "VAEDecode": generated,
-    }
-
-
-def execute(pack, prompt, saved, fast=True):
-    """Evaluate an API-format prompt in dependency order, inside inference mode as the host does."""
-    core = stand_ins(saved)
-    results = {}
-
-    def run(node_id):
-        if node_id in results:
-            return results[node_id]
-        node = prompt[node_id]
-        inputs = {name: run(value[0])[value[1]] if isinstance(value, list) else value
-                  for name, value in node["inputs"].items()}
-        if node["class_type"] in core:
-            output = core[node["class_type"]](**inputs)
-        else:
-            cls = pack.NODE_CLASS_MAPPINGS[node["class_type"]]
-            declared = {**cls.INPUT_TYPES()["required"], **cls.INPUT_TYPES().get("optional", {})}
-            assert set(inputs) <= set(declared), f"{node['class_type']}: unknown inputs {set(inputs) - set(declared)}"
-            for name, value in inputs.items():  # widget values must be valid choices
-                if isinstance(declared[name][0], list):
-                    assert value in declared[name][0], (name, value)
-            if fast:  # no network in tests, and a few steps are enough to prove the wiring
-                inputs = {**inputs, **({"weights": "random init"} if "weights" in inputs else {}),
-                          **({"steps": 2} if "steps" in inputs else {}),
-                          **({"max_steps": 2} if "max_steps" in inputs else {}),
-                          **({"steps_per_frame": 2} if "steps_per_frame" in inputs else {}),
-                          **({"frames": 3} if isinstance(inputs.get("frames"), int) else {}),
-                          **({"width": SIZE[1], "height": SIZE[0]} if "width" in inputs else {}),
-                          **({"optimizer": "adam"} if "optimizer" in inputs else {})}  # L-BFGS starts tiny
-            output = getattr(cls(), cls.FUNCTION)(**inputs)
-            assert isinstance(output, tuple) and len(output) == len(cls.RETURN_TYPES)
-        results[node_id] = output
-        return output
-
-    with torch.inference_mode():
-        for node_id in prompt:
-            run(node_id)
-    return results
 
 
 @pytest.mark.parametrize("name", EXAMPLES)
@@ -157,3 +78,21 @@ def test_ui_file_and_api_twin_hold_the_same_graph(name):
 def test_the_promised_examples_exist():
     assert set(EXAMPLES) == {"deepdream_basic", "deepdream_multilayer", "guided_dream", "dream_after_generation",
                              "dream_with_style", "style_transfer", "explain_network", "dream_zoom", "dream_video", "feature_visualization"}
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_no_node_of_a_template_covers_another(name):
+    """Boxes as laid out (title bar included, previews of Load Image / Load Video counted in the size)
+    never overlap. Catches the Load Video preview hiding Load Dream Backbone."""
+    title = 30
+    boxes = [(n["pos"][0], n["pos"][1] - title, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+             for n in json.loads((ROOT / "example_workflows" / f"{name}.json").read_text())["nodes"]]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (name, a, b)
+
+
+def test_style_templates_are_lean():
+    """At most 6 nodes for a style transfer, and no Select Dream Layer whose settings a style ignores."""
+    style = json.loads((ROOT / "example_workflows" / "api" / "style_transfer.json").read_text())
+    assert len(style) <= 6 and all(n["class_type"] != "DD_SelectLayer" for n in style.values())

@@ -61,6 +61,7 @@ IMAGE_IN = "deepdream_example.jpg"
 GUIDE_IN = "deepdream_guide.jpg"
 VIDEO_IN = "deepdream_example_pan.mp4"
 DREAM = {"steps": 10, "step_size": 0.01, "jitter": 32, "seed": 0}
+PREVIEW_HEIGHT = {"LoadImage": 240, "LoadVideo": 320}  # room for the preview the frontend draws in these nodes
 
 WORKFLOWS = {
     "deepdream_basic": [
@@ -112,25 +113,17 @@ WORKFLOWS = {
         (2, "LoadImage", {"image": GUIDE_IN, "upload": "image"}),
         (3, "DD_LoadBackbone", {"backbone": "vgg19", "weights": DOWNLOAD, "seed": 0}),
         (4, "DD_SelectLayer", {"backbone": (3, 0), "layer": "relu4_2", "weight": 1.0, "channel": -1, "loss": "l2"}),
-        (5, "DD_SelectLayer", {"backbone": (3, 0), "layer": "relu1_1", "weight": 1.0, "channel": -1, "loss": "l2"}),
-        (6, "DD_SelectLayer", {"backbone": (3, 0), "layers": (5, 0), "layer": "relu2_1", "weight": 1.0,
-                               "channel": -1, "loss": "l2"}),
-        (7, "DD_SelectLayer", {"backbone": (3, 0), "layers": (6, 0), "layer": "relu3_1", "weight": 1.0,
-                               "channel": -1, "loss": "l2"}),
-        (8, "DD_StyleLoss", {"style_image": (2, 0), "backbone": (3, 0), "layers": (7, 0), "weight": 5.0}),
-        (9, "DD_DeepDream", {"image": (1, 0), "backbone": (3, 0), "layers": (4, 0), "objective": (8, 0), **DREAM}),
-        (10, "SaveImage", {"images": (9, 0), "filename_prefix": "dream_with_style"}),
+        (5, "DD_StyleLoss", {"style_image": (2, 0), "backbone": (3, 0), "weight": 5.0}),  # Gatys' layers
+        (6, "DD_DeepDream", {"image": (1, 0), "backbone": (3, 0), "layers": (4, 0), "objective": (5, 0), **DREAM}),
+        (7, "SaveImage", {"images": (6, 0), "filename_prefix": "dream_with_style"}),
     ],
     "style_transfer": [
         (1, "LoadImage", {"image": IMAGE_IN, "upload": "image"}),
         (2, "LoadImage", {"image": GUIDE_IN, "upload": "image"}),
         (3, "DD_LoadBackbone", {"backbone": "vgg19", "weights": DOWNLOAD, "seed": 0, "pooling": "avg"}),
-        *[(4 + i, "DD_SelectLayer", {"backbone": (3, 0), **({"layers": (3 + i, 0)} if i else {}),
-                                     "layer": f"relu{i + 1}_1", "weight": 1.0, "channel": -1, "loss": "l2"})
-          for i in range(5)],
-        (9, "DD_StyleLoss", {"style_image": (2, 0), "backbone": (3, 0), "layers": (8, 0), "weight": 1.0}),
-        (10, "DD_StyleTransfer", {"content_image": (1, 0), "backbone": (3, 0), "style": (9, 0)}),
-        (11, "SaveImage", {"images": (10, 0), "filename_prefix": "style_transfer"}),
+        (4, "DD_StyleLoss", {"style_image": (2, 0), "backbone": (3, 0), "weight": 1.0}),  # Gatys' relu1_1 .. relu5_1
+        (5, "DD_StyleTransfer", {"content_image": (1, 0), "backbone": (3, 0), "style": (4, 0)}),
+        (6, "SaveImage", {"images": (5, 0), "filename_prefix": "style_transfer"}),
     ],
     "dream_zoom": [
         (1, "LoadImage", {"image": IMAGE_IN, "upload": "image"}),
@@ -147,7 +140,7 @@ WORKFLOWS = {
         (2, "GetVideoComponents", {"video": (1, 0)}),
         (3, "DD_LoadBackbone", {"backbone": "googlenet", "weights": DOWNLOAD, "seed": 0}),
         (4, "DD_SelectLayer", {"backbone": (3, 0), "layer": "inception4c", "weight": 1.0, "channel": -1, "loss": "l2"}),
-        (5, "DD_DreamVideo", {"frames": (2, 0), "backbone": (3, 0), "layers": (4, 0), "blend": 0.8, "flow": "dis",
+        (5, "DD_DreamVideo", {"frames": (2, 0), "backbone": (3, 0), "layers": (4, 0), "blend": 0.8, "flow": "farneback",
                               "steps_per_frame": 5, "step_size": 0.01, "jitter": 32, "seed": 0}),
         (6, "CreateVideo", {"images": (5, 0), "audio": (2, 1), "fps": 12.0}),
         (7, "SaveVideo", {"video": (6, 0), "filename_prefix": "video/dream_video", "format": "auto", "codec": "auto"}),
@@ -207,8 +200,7 @@ def ui_format(nodes) -> dict:
             if name == "seed":
                 values.append("fixed")  # the frontend's control_after_generate widget follows every seed
         height = 60 + 22 * (len(link_inputs) + len(widgets) + len(outputs))
-        if class_type == "LoadImage":
-            height += 240  # the frontend shows the picture inside the node
+        height += PREVIEW_HEIGHT.get(class_type, 0)  # the frontend shows the picture or video inside the node
         top = column_bottom.get(depth[node_id], 40)
         column_bottom[depth[node_id]] = top + height + 50
         ui_nodes.append({

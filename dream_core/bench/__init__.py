@@ -45,6 +45,7 @@ import torch
 from ..ascent import ascent_step, random_shift
 from ..backbones import Backbone, get_spec
 from ..dream import deepdream
+from ..images import to_pil
 from ..loop import optimize
 from ..objectives import LayerTerm, l2, total_variation
 from ..pyramid import octave_sizes
@@ -292,8 +293,10 @@ def _probe(mode: str, name: str, layer: str, size: int, device: torch.device) ->
             "step": lambda: ascent_step(image, backbone.extractor([layer]), l2(layer), step_size=0.01,
                                         tile_size=TILE if size > LARGE else 0),
             "dream": lambda: deepdream(image, backbone, l2(layer), steps=1),
-            # what the DeepDream node runs: default settings on a ComfyUI IMAGE (a channels-last view)
-            "default": lambda: deepdream(torch.rand(1, size, size, 3).movedim(-1, 1), backbone, l2(layer))}[mode]
+            # what the DeepDream node runs: default settings on a ComfyUI IMAGE (a channels-last view), with
+            # the node's live preview (a 512 px JPEG every 5 steps)
+            "default": lambda: deepdream(torch.rand(1, size, size, 3).movedim(-1, 1), backbone, l2(layer),
+                                         progress=_preview_every(5))}[mode]
     gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -306,6 +309,19 @@ def _probe(mode: str, name: str, layer: str, size: int, device: torch.device) ->
     Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark to the current RSS
     work()
     return (_status_kb("VmHWM") - base) / 1024
+
+
+def _preview_every(steps: int) -> Callable[[int, int, torch.Tensor | None], None]:
+    """A progress callback that makes a preview picture as the node does (nodes.host.progress)."""
+    calls = 0
+
+    def report(done: int, total: int, preview: torch.Tensor | None) -> None:
+        nonlocal calls
+        calls += 1
+        if preview is not None and (calls % steps == 0 or done == total):
+            to_pil(preview, 512).tobytes()
+
+    return report
 
 
 def _status_kb(field: str) -> int:
