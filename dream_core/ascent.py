@@ -90,7 +90,10 @@ def normalize_gradient(grad: Tensor, mode: str = "mean_abs", inplace: bool = Fal
         levels = [band / band.square().mean(dims, keepdim=True).sqrt().clamp_min(_TINY)
                   for band in laplacian_bands(grad)]
         grad, mode, inplace = merge_bands(levels), "mean_abs", True
-    scale = grad.abs().mean(dims, keepdim=True) if mode == "mean_abs" else grad.std(dims, keepdim=True)
+    if mode == "mean_abs":  # the L1 norm's reduction never makes an |grad| copy of the whole image
+        scale = torch.linalg.vector_norm(grad, 1, dims, keepdim=True) / (grad[0].numel() or 1)
+    else:
+        scale = grad.std(dims, keepdim=True)
     # Clamp instead of adding an epsilon: the scale is free (a gradient of 1e-12 normalises like one of 1),
     # and an all-zero gradient stays zero.
     return grad.div_(scale.clamp_min(_TINY)) if inplace else grad / scale.clamp_min(_TINY)

@@ -125,13 +125,16 @@ def deepdream(
                                     smoothing=smoothing * octave_scale**level, mask=level_mask)
 
         # Contiguous: a ComfyUI IMAGE arrives as a channels-last view, and every kornia op on one makes
-        # extra full-size copies (a 2048 px dream peaked at 919 MB instead of 536 MB).
+        # extra full-size copies (a 2048 px dream peaked at 919 MB instead of 536 MB). A copy made here
+        # (another device, or that layout) is ours: it becomes the full-size octave's start.
         chunk = original[items.start:items.stop].to(backbone.device).contiguous()
-        dreamed = dream_octaves(resize(chunk, (height, width)), sizes, dream_level, detail, blend)
+        ours = chunk.untyped_storage().data_ptr() != original.untyped_storage().data_ptr()
+        dreamed = dream_octaves(resize(chunk, (height, width)), sizes, dream_level, detail, blend, overwrite=ours)
+        del chunk
         if (height, width) != given_size:
             dreamed = resize(dreamed, given_size).clamp(0.0, 1.0)
         if chunk_mask is not None:
-            dreamed = torch.where(chunk_mask > 0, dreamed, chunk)
+            dreamed = torch.where(chunk_mask > 0, dreamed, original[items.start:items.stop].to(dreamed.device))
         return dreamed.to(image.device)
 
     per_chunk = _chunk_size(batch_size, batch, backbone, objective, max_loss,

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .errors import DreamError, ShapeError
-from .pyramid import resize, resize_longer_side
+from .pyramid import resize
 
 __all__ = ["check_image", "prepare_mask", "from_bhwc", "to_bhwc", "load_image", "save_image", "to_pil", "keep_colors"]
 
@@ -158,8 +158,11 @@ def to_pil(image: Tensor, longest: int | None = None):
 
     image = image.detach()
     image = image.squeeze(0) if image.ndim == 4 else image
-    if longest is not None and max(image.shape[-2:]) > longest:
-        image = resize_longer_side(image.unsqueeze(0).float(), longest)[0]
+    height, width = image.shape[-2:]
+    if longest is not None and max(height, width) > longest:  # area averaging: no full-size temporary
+        scale = longest / max(height, width)
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        image = torch.nn.functional.interpolate(image.unsqueeze(0).float(), size=size, mode="area")[0]
     pixels = image.float().clamp(0, 1).mul(255).add_(0.5).to(torch.uint8)  # rounded; only 8 bits leave the device
     return Image.fromarray(pixels.movedim(0, -1).cpu().numpy())
 

@@ -112,6 +112,7 @@ def dream_octaves(
     dream_level: Callable[[Tensor, int], Tensor],
     detail: str = "reinject",
     blend: float = 0.6,
+    overwrite: bool = False,
 ) -> Tensor:
     """Run ``dream_level(image_at_level, level)`` from the smallest size to the largest.
 
@@ -121,6 +122,8 @@ def dream_octaves(
         dream_level: dreams one level and returns the image at the same size.
         detail: ``"reinject"`` or ``"blend"`` (see the module docstring).
         blend: weight of the upscaled dream in ``"blend"`` mode, 0..1 (the source uses 0.6).
+        overwrite: ``image`` is the caller's own copy, which may become the full-size level's start:
+            one image-sized buffer fewer while the largest level is dreamed.
 
     Returns:
         :math:`(B, C, H, W)`, the dream at full size.
@@ -133,7 +136,12 @@ def dream_octaves(
         dreamed = previous_base = None
         for level, size in enumerate(sizes):
             base = resize(image, size)
-            start = base if dreamed is None else base + resize(dreamed - previous_base, size)
+            if dreamed is None:
+                start = base
+            elif overwrite and base is image:  # the full-size level: the detail goes into the caller's copy
+                start = base.add_(resize(dreamed - previous_base, size))
+            else:
+                start = base + resize(dreamed - previous_base, size)
             dreamed = previous_base = None  # the smaller level is not needed while this one is dreamed
             dreamed, previous_base = dream_level(start, level), base
         return dreamed

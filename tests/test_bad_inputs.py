@@ -47,6 +47,20 @@ def test_sixteen_bit_and_palette_pngs_are_read_at_their_values(tmp_path):
     assert dc.load_image(tmp_path / "palette.png").shape == (1, 3, 2, 2)
 
 
+@pytest.mark.parametrize("channels", [3, 4])
+def test_sixteen_bit_colour_pngs_keep_their_sixteen_bits(tmp_path, channels):
+    """Pillow opens a 16-bit RGB(A) PNG as 8-bit RGB: values between two 8-bit levels were lost. Catches
+    a reader that keeps Pillow's 8 bits (the error would be up to 1/510) or swaps OpenCV's BGR."""
+    import cv2
+
+    rgb = np.random.default_rng(0).integers(0, 65536, (24, 40, channels), dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / "deep.png"), rgb[..., [2, 1, 0, 3][:channels]])  # OpenCV writes BGR(A)
+    loaded = dc.load_image(tmp_path / "deep.png")
+    assert loaded.shape == (1, 3, 24, 40)
+    assert torch.allclose(loaded[0].movedim(0, -1), torch.from_numpy(rgb[..., :3].astype(np.float32) / 65535),
+                          atol=1e-6)
+
+
 @pytest.mark.parametrize("value, message", [(float("nan"), "holds NaN"), (float("inf"), "holds NaN or infinite")])
 def test_nan_and_inf_are_refused_naming_the_input(googlenet, value, message):
     image = torch.rand(1, 3, 32, 32)

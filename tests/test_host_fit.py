@@ -134,3 +134,26 @@ def test_registry_table_has_a_real_icon():
     requirements = (ROOT / "requirements.txt").read_text().split()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert sorted(requirements) == sorted(project["dependencies"])  # the manager and pip install the same
+
+
+def test_a_large_dream_previews_a_small_picture(pack, fake_host, googlenet):
+    """The live preview is shrunk on the device to 512 px before it becomes a picture: a 4K dream's
+    preview used to make four full-size copies on the CPU every 5 steps. Catches a full-size preview."""
+    node, select = pack.NODE_CLASS_MAPPINGS["DD_DeepDream"](), pack.NODE_CLASS_MAPPINGS["DD_SelectLayer"]()
+    with torch.inference_mode():
+        layers, = select.select(googlenet, "inception3a", 1.0, -1, "l2")
+        node.dream(torch.rand(1, 600, 160, 3), googlenet, layers, 1, 0.01, 0, 0,
+                   octaves=pack.dream_core.OctaveSettings(octaves=1))
+    previews = [u[2] for u in fake_host.updates[1:] if u[2] is not None]
+    assert previews and all(max(p[1].size) == 512 for p in previews) and previews[-1][1].size == (137, 512)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "comfy_view"])
+def test_the_callers_image_is_never_written_to(googlenet, layout):
+    """The full-size octave may start in a copy the driver made (one image-sized buffer fewer), never in
+    the caller's tensor. Catches an in-place start on the input itself."""
+    picture = torch.rand(1, 96, 128, 3, generator=torch.Generator().manual_seed(0))
+    image = picture.movedim(-1, 1) if layout == "comfy_view" else picture.movedim(-1, 1).contiguous()
+    before = image.clone()
+    dreamed = dc.deepdream(image, googlenet, dc.l2("inception3a"), steps=2, octaves=3)
+    assert torch.equal(image, before) and not torch.equal(dreamed, before)
