@@ -174,8 +174,9 @@ def image_gradient(
     whole image would; otherwise a tile's gradient has another aliasing pattern than its neighbour's.
     Objectives over the whole picture (Gram style, guide matching) see one tile at a time.
 
-    Under fp16 autocast, ``loss_scale`` (one for the run, shared by its tiles) keeps the small scores
-    of tiles from underflowing in the backward pass; by default a new one per call.
+    The network runs in ``loss_scale``'s dtype: under fp16 it (one for the run, shared by its tiles)
+    keeps the small scores of tiles from underflowing in the backward pass; by default a new one per
+    call, for ``autocast``.
     """
     height, width = image.shape[-2:]
     loss_scale = loss_scale or LossScale(autocast)
@@ -188,12 +189,11 @@ def image_gradient(
                      for i, s in enumerate(shifts)]
             return torch.cat([g for g, _ in parts]), torch.cat([s for _, s in parts])
         rolled = torch.cat([torch.roll(image[i:i + 1], s, dims=(2, 3)) for i, s in enumerate(shifts)])
-        grad, scores = _gradient(rolled, extractor, objective, autocast, 1.0, loss_scale)
+        grad, scores = _gradient(rolled, extractor, objective, 1.0, loss_scale)
         return torch.cat([torch.roll(grad[i:i + 1], (-s[0], -s[1]), dims=(2, 3)) for i, s in enumerate(shifts)]), scores
     shift = shifts[0]
     if not tiled:
-        grad, scores = _gradient(torch.roll(image, shift, dims=(2, 3)), extractor, objective, autocast, 1.0,
-                                 loss_scale)
+        grad, scores = _gradient(torch.roll(image, shift, dims=(2, 3)), extractor, objective, 1.0, loss_scale)
         return torch.roll(grad, (-shift[0], -shift[1]), dims=(2, 3)), scores
     # Tiles are gathered from the image with wrap-around indices and their gradients scattered back
     # unrolled, so no full-size rolled copy of the image or the gradient is ever made.
@@ -207,8 +207,7 @@ def image_gradient(
         for cols, tile_cols in _spans(width, core, margin):
             tile = image[..., source_rows[tile_rows], :][..., source_cols[tile_cols]]
             tile_area = tile[0, 0].numel()
-            tile_grad, tile_scores = _gradient(tile, extractor, objective, autocast, tile_area / (height * width),
-                                               loss_scale)
+            tile_grad, tile_scores = _gradient(tile, extractor, objective, tile_area / (height * width), loss_scale)
             kept = tile_grad[..., rows.start - tile_rows.start:rows.stop - tile_rows.start,
                              cols.start - tile_cols.start:cols.stop - tile_cols.start]
             grad[..., source_rows[rows, None], source_cols[None, cols]] = kept
@@ -233,14 +232,11 @@ def _spans(length: int, core: int, margin: int) -> list[tuple[slice, slice]]:
     return [(slice(a, b), slice(max(0, a - margin), min(length, b + margin))) for a, b in zip(edges, edges[1:])]
 
 
-def _gradient(image: Tensor, extractor: FeatureExtractor, objective: Objective, autocast: torch.dtype | None,
-              weight: float, loss_scale: LossScale) -> tuple[Tensor, Tensor]:
+def _gradient(image: Tensor, extractor: FeatureExtractor, objective: Objective, weight: float,
+              loss_scale: LossScale) -> tuple[Tensor, Tensor]:
+    """The gradient of ``weight * objective`` at ``image`` and its scores, the network in the scale's precision."""
     leaf = image.detach().requires_grad_(True)
 
-    def scores() -> Tensor:
-        with torch.autocast(leaf.device.type, dtype=autocast, enabled=autocast is not None):
-            return objective(extractor(leaf)) * weight
-
     with torch.enable_grad():
-        values, (grad,) = loss_scale.gradients(scores, [leaf])
+        values, (grad,) = loss_scale.gradients(lambda: objective(extractor(leaf)) * weight, [leaf], leaf.device)
     return grad, values.detach()

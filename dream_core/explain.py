@@ -109,7 +109,7 @@ def _targets(image: Tensor, backbone: Backbone, target: int | None) -> list[int]
 
 
 def _score_gradient(points: Tensor, backbone: Backbone, target: int, progress: Progress, cancel: Cancel | None,
-                    autocast: torch.dtype | None, loss_scale: LossScale) -> Tensor:
+                    loss_scale: LossScale) -> Tensor:
     """:math:`\\partial f_t / \\partial x` at each of ``points`` :math:`(N, 3, H, W)`, in chunks of
     :data:`ATTRIBUTION_CHUNK`: ``cancel`` is asked before each chunk and one progress step reported after it."""
     extractor = backbone.extractor([LOGITS])
@@ -118,21 +118,10 @@ def _score_gradient(points: Tensor, backbone: Backbone, target: int, progress: P
         progress.check_cancel(cancel)
         leaf = chunk.detach().requires_grad_(True)
         with torch.enable_grad():
-            gradients += _gradients(lambda: extractor(leaf)[LOGITS][:, target].float(), leaf, leaf.device, autocast,
-                                    loss_scale)
+            gradients += loss_scale.gradients(lambda: extractor(leaf)[LOGITS][:, target].float(), [leaf],
+                                              leaf.device)[1]
         progress.step()
     return torch.cat(gradients)
-
-
-def _gradients(forward, inputs, device: torch.device, autocast: torch.dtype | None,
-               loss_scale: LossScale) -> list[Tensor]:
-    """The gradients of ``forward()``'s sum with respect to ``inputs`` (a tensor, or a function giving the
-    tensors once ``forward`` ran), the network under ``autocast`` on ``device``, loss-scaled."""
-    def run() -> Tensor:
-        with running_in(autocast, device):
-            return forward()
-
-    return loss_scale.gradients(run, [inputs] if isinstance(inputs, Tensor) else inputs)[1]
 
 
 def _passes(method: str, samples: int, steps: int) -> int:
@@ -180,15 +169,14 @@ def attribution(image: Tensor, backbone: Backbone, target: int | None = None, me
     check(min(picture.shape[-2:]) >= smallest, f"image: {picture.shape[-2]}x{picture.shape[-1]} is smaller than "
           f"{backbone.name}'s smallest input ({smallest} px a side); enlarge it first (e.g. Upscale Image).")
     targets = _targets(picture, backbone, target)
-    autocast = autocast_dtype(precision, backbone.device)
-    loss_scale = LossScale(autocast)
+    loss_scale = LossScale(autocast_dtype(precision, backbone.device))  # the network's precision, fp16 scaled
     progress = Progress.of(progress)
     progress.begin(len(targets) * _passes(method, samples, steps))
     results = []
     for index, item_target in enumerate(targets):
         x = picture[index:index + 1].to(backbone.device)
         gradient = lambda points: _score_gradient(points, backbone, item_target, progress, cancel,  # noqa: E731
-                                                  autocast, loss_scale)
+                                                  loss_scale)
         if method == "gradient":
             result = gradient(x).abs()
         elif method == "smoothgrad":
@@ -207,7 +195,7 @@ def attribution(image: Tensor, backbone: Backbone, target: int | None = None, me
         else:
             progress.check_cancel(cancel)
             result = _grad_cam(x, backbone, item_target, backbone.resolve(layer or last_feature_layer(backbone)),
-                               autocast, loss_scale)
+                               loss_scale)
             progress.step()
         results.append(result.to(picture.device))
     return torch.cat(results)
@@ -220,8 +208,7 @@ def last_feature_layer(backbone: Backbone) -> str:
     return layers[-1]
 
 
-def _grad_cam(x: Tensor, backbone: Backbone, target: int, layer: str, autocast: torch.dtype | None,
-              loss_scale: LossScale) -> Tensor:
+def _grad_cam(x: Tensor, backbone: Backbone, target: int, layer: str, loss_scale: LossScale) -> Tensor:
     check(layer != LOGITS, "layer: Grad-CAM needs a convolutional layer, not 'logits'.")
     extractor = backbone.extractor([layer, LOGITS])
     leaf, seen = x.detach().requires_grad_(True), {}
@@ -232,7 +219,7 @@ def _grad_cam(x: Tensor, backbone: Backbone, target: int, layer: str, autocast: 
         return acts[LOGITS][:, target].float()
 
     with torch.enable_grad():
-        gradient, = _gradients(score, lambda: [seen["activation"]], leaf.device, autocast, loss_scale)
+        _, (gradient,) = loss_scale.gradients(score, lambda: [seen["activation"]], leaf.device)
     weights = gradient.float().mean((2, 3), keepdim=True)
     return torch.relu((weights * seen["activation"].detach().float()).sum(1, keepdim=True))
 
@@ -370,7 +357,7 @@ def fool(image: Tensor, backbone: Backbone, target: int, *, method: str = "ascen
     def sign_gradient(x: Tensor) -> Tensor:
         leaf = x.detach().requires_grad_(True)
         with torch.enable_grad():
-            gradient, = _gradients(lambda: wanted(extractor(leaf)), leaf, leaf.device, autocast, loss_scale)
+            _, (gradient,) = loss_scale.gradients(lambda: wanted(extractor(leaf)), [leaf], leaf.device)
         return gradient.sign()
 
     def predicted(x: Tensor) -> int:

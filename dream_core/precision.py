@@ -61,7 +61,8 @@ class LossScale:
     One object serves a whole run (all its steps and tiles), so the scale it has found carries over.
 
     Args:
-        dtype: the autocast dtype; scaling is on for ``torch.float16`` only.
+        dtype: the autocast dtype the network runs in (:meth:`gradients` enters it); scaling is on for
+            ``torch.float16`` only.
         scale: the first scale (GradScaler's default, 2^16: enough for a score of 1/4096 at
             googlenet's inception4c, and far from overflow at a score of 1).
         growth_interval: finite gradients in a row after which the scale doubles.
@@ -70,18 +71,20 @@ class LossScale:
     SMALLEST = 1.0  # below this, scaling no longer helps: a non-finite gradient is the forward pass's own
 
     def __init__(self, dtype: torch.dtype | None, scale: float = 2.0**16, growth_interval: int = 20) -> None:
-        self.enabled = dtype == torch.float16
+        self.dtype, self.enabled = dtype, dtype == torch.float16
         self.scale = scale if self.enabled else 1.0
         self.growth_interval, self.finite_in_a_row = growth_interval, 0
 
-    def gradients(self, forward: Callable[[], Tensor],
-                  inputs: Sequence[Tensor] | Callable[[], Sequence[Tensor]]) -> tuple[Tensor, list[Tensor]]:
-        """``forward()`` (rebuilt on each try) and the gradients of its sum with respect to ``inputs``
-        (or to what ``inputs()`` gives once ``forward`` ran: tensors made inside it), taken at the
-        current scale and unscaled; non-finite gradients halve the scale and run the pass again.
-        Gradients still non-finite at the smallest scale come back with those entries zeroed."""
+    def gradients(self, forward: Callable[[], Tensor], inputs: Sequence[Tensor] | Callable[[], Sequence[Tensor]],
+                  device: torch.device) -> tuple[Tensor, list[Tensor]]:
+        """``forward()`` (rebuilt on each try, under this scale's autocast dtype on ``device``) and the
+        gradients of its sum with respect to ``inputs`` (or to what ``inputs()`` gives once ``forward``
+        ran: tensors made inside it), taken at the current scale and unscaled; non-finite gradients
+        halve the scale and run the pass again. Gradients still non-finite at the smallest scale come
+        back with those entries zeroed."""
         while True:
-            output = forward()
+            with running_in(self.dtype, device):
+                output = forward()
             loss = output.sum()
             wrt = inputs() if callable(inputs) else inputs
             gradients = list(torch.autograd.grad(loss * self.scale if self.enabled else loss, wrt))

@@ -57,9 +57,9 @@ def test_the_scale_halves_on_overflow_redoes_the_pass_and_grows_when_finite():
         return leaf.half().float() * 100
 
     scale = dc.LossScale(FP16, scale=2.0**16, growth_interval=2)
-    _, (gradient,) = scale.gradients(forward, [leaf])
+    _, (gradient,) = scale.gradients(forward, [leaf], leaf.device)
     assert torch.equal(gradient, torch.full((4,), 100.0)) and scale.scale == 2.0**9 and len(passes) == 8
-    scale.gradients(forward, [leaf])
+    scale.gradients(forward, [leaf], leaf.device)
     assert scale.scale == 2.0**10  # two finite in a row: doubled
     assert dc.LossScale(torch.bfloat16).enabled is False and dc.LossScale(None).scale == 1.0
 
