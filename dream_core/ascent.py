@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from .errors import check
+from .memory import release_free_heap
 from .features import FeatureExtractor
 from .objectives import Objective
 from .precision import LossScale, finite_or_zero
@@ -113,6 +114,7 @@ def ascent_step(
     tile_size: int = 0,
     tile_overlap: int = 128,
     loss_scale: LossScale | None = None,
+    in_place: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """One ascent step.
 
@@ -130,6 +132,8 @@ def ascent_step(
             objective, the gradient's normalisation and the update stay in float32.
         tile_size, tile_overlap: compute the gradient in tiles (see :func:`image_gradient`); 0 = whole image.
         loss_scale: the fp16 loss scaling of the run (see :class:`~dream_core.precision.LossScale`).
+        in_place: write the new image into ``image``, a buffer the caller owns and no longer needs (else
+            into the gradient's buffer): either way no third image-sized buffer exists at the peak.
 
     Returns:
         The new image :math:`(B, 3, H, W)` and the objective's scores before the step, :math:`(B,)`.
@@ -141,8 +145,8 @@ def ascent_step(
         grad = gaussian_blur(normalize_gradient(finite_or_zero(grad), grad_norm, inplace=True), smoothing)
         if mask is not None:
             grad.mul_(mask)
-        # The new image is written into the gradient's buffer: one image-sized buffer fewer at the peak.
-        return grad.mul_(step_size).add_(image).clamp_(0.0, 1.0), scores
+        step = grad.mul_(step_size)
+        return (image.add_(step) if in_place else step.add_(image)).clamp_(0.0, 1.0), scores
 
 
 def image_gradient(
@@ -213,6 +217,8 @@ def image_gradient(
             grad[..., source_rows[rows, None], source_cols[None, cols]] = kept
             core_area = (rows.stop - rows.start) * (cols.stop - cols.start)
             scores += tile_scores * (core_area / tile_area)  # margins are scored by their own tile
+    if image.device.type == "cpu":
+        release_free_heap()  # the tiles' freed activations would otherwise stay in the process, fragmented
     return grad, scores
 
 

@@ -122,15 +122,16 @@ def deepdream(
             level_mask = None if chunk_mask is None else resize(chunk_mask, start.shape[-2:])
             level_ascent = replace(ascent, objective=objective.at(tuple(start.shape[-2:]), items.start))
             return level_ascent.run(start, steps, generators[0] if len(items) == 1 else generators,
-                                    smoothing=smoothing * octave_scale**level, mask=level_mask)
+                                    smoothing=smoothing * octave_scale**level, mask=level_mask, in_place=True)
 
         # Contiguous: a ComfyUI IMAGE arrives as a channels-last view, and every kornia op on one makes
         # extra full-size copies (a 2048 px dream peaked at 919 MB instead of 536 MB). A copy made here
         # (another device, or that layout) is ours: it becomes the full-size octave's start.
         chunk = original[items.start:items.stop].to(backbone.device).contiguous()
-        ours = chunk.untyped_storage().data_ptr() != original.untyped_storage().data_ptr()
-        dreamed = dream_octaves(resize(chunk, (height, width)), sizes, dream_level, detail, blend, overwrite=ours)
+        start = resize(chunk, (height, width))
+        ours = start.untyped_storage().data_ptr() != original.untyped_storage().data_ptr()
         del chunk
+        dreamed = dream_octaves(start, sizes, dream_level, detail, blend, overwrite=ours)
         if (height, width) != given_size:
             dreamed = resize(dreamed, given_size).clamp(0.0, 1.0)
         if chunk_mask is not None:

@@ -207,7 +207,7 @@ class Ascent:
     def run(self, image: Tensor, steps: int, generator: torch.Generator | Sequence[torch.Generator], *,
             smoothing: float = 0.0,
             mask: Tensor | None = None, stop: Stop | None = None,
-            after_step: Callable[[Tensor, int], Tensor] | None = None) -> Tensor:
+            after_step: Callable[[Tensor, int], Tensor] | None = None, in_place: bool = False) -> Tensor:
         """Take up to ``steps`` steps from ``image`` :math:`(B, 3, H, W)`; returns the new image.
 
         Args:
@@ -217,6 +217,8 @@ class Ascent:
             mask: :math:`(B \\text{ or } 1, 1, H, W)` in 0..1, scales the step per pixel.
             stop: ends the run early when it returns True (after ``max_loss``).
             after_step: ``after_step(image, step) -> image``, e.g. a blur every few steps.
+            in_place: ``image`` is the caller's to overwrite: each step updates the image in place
+                (one image-sized buffer fewer at full size).
         """
         for step in range(steps):
             self.progress.check_cancel(self.cancel)
@@ -225,7 +227,8 @@ class Ascent:
                 shift=(random_shift(generator, self.jitter) if isinstance(generator, torch.Generator)
                        else [random_shift(g, self.jitter) for g in generator]),
                 grad_norm=self.grad_norm, smoothing=smoothing,
-                mask=mask, autocast=self.autocast, tile_overlap=self.tile_overlap, loss_scale=self.loss_scale)
+                mask=mask, autocast=self.autocast, tile_overlap=self.tile_overlap, loss_scale=self.loss_scale,
+                in_place=in_place)
             if after_step is not None:
                 image = after_step(image, step)
             reached = ((self.max_loss is not None and bool((scores > self.max_loss).all()))

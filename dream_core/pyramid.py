@@ -119,7 +119,8 @@ def dream_octaves(
     Args:
         image: :math:`(B, C, H, W)`, the original; ``sizes[-1]`` must be its size.
         sizes: level sizes, smallest first (see :func:`octave_sizes`).
-        dream_level: dreams one level and returns the image at the same size.
+        dream_level: dreams one level and returns the image at the same size. The start it is given is
+            this function's own tensor (or ``image`` under ``overwrite``): it may dream in place.
         detail: ``"reinject"`` or ``"blend"`` (see the module docstring).
         blend: weight of the upscaled dream in ``"blend"`` mode, 0..1 (the source uses 0.6).
         overwrite: ``image`` is the caller's own copy, which may become the full-size level's start:
@@ -136,8 +137,8 @@ def dream_octaves(
         dreamed = previous_base = None
         for level, size in enumerate(sizes):
             base = resize(image, size)
-            if dreamed is None:
-                start = base
+            if dreamed is None:  # the base is needed again for the next level's detail
+                start = base if overwrite and base is image else base.clone()
             elif overwrite and base is image:  # the full-size level: the detail goes into the caller's copy
                 start = base.add_(resize(dreamed - previous_base, size))
             else:
@@ -150,6 +151,9 @@ def dream_octaves(
         bases.append(resize(gaussian_blur(bases[-1], BLEND_BLUR_SIGMA), size))
     dreamed = None
     for level, base in enumerate(reversed(bases)):
-        start = base if dreamed is None else torch.lerp(base, resize(dreamed, base.shape[-2:]), blend)
+        if dreamed is None:
+            start = base.clone() if base is image and not overwrite else base
+        else:
+            start = torch.lerp(base, resize(dreamed, base.shape[-2:]), blend)
         dreamed = dream_level(start, level)
     return dreamed

@@ -65,6 +65,18 @@ def test_ascent_run_is_seeded_by_its_generator(googlenet, image):
     assert not torch.equal(first, ascent.run(image, 3, dc.item_generator(5, 0)))
 
 
+
+def test_ascent_run_in_place_updates_the_given_buffer_with_the_same_bits(googlenet, image):
+    """A dream's levels are dreamed in place (one image-sized buffer fewer at 4096 px); the pixels must be
+    exactly those of the out-of-place run, so ``image + step`` and ``step + image`` are the same sum."""
+    objective = dc.l2("inception3a")
+    ascent = dc.Ascent(googlenet.extractor(objective.layers), objective, step_size=0.02, jitter=8)
+    expected = ascent.run(image, 3, dc.item_generator(0, 0))
+    mine = image.clone()
+    out = ascent.run(mine, 3, dc.item_generator(0, 0), in_place=True)
+    assert out.data_ptr() == mine.data_ptr() and torch.equal(out, expected)
+    assert not torch.equal(expected, image)  # the out-of-place run left its input alone
+
 def invert(backbone, target_image, layer, steps, optimizer, **kwargs):
     """A toy loss driver: find an image whose features at ``layer`` match ``target_image``'s, from noise."""
     extractor = backbone.extractor([layer, dc.INPUT])
