@@ -19,35 +19,39 @@ from .backbones import (BACKBONES, LOGITS, POOLINGS, Backbone, BackboneSpec, ave
 from .dream import check_tile_size, deepdream, deepdream_memory
 from .errors import DreamCancelled, DreamError, LayerError, ShapeError, WeightsError
 from .explain import (ATTRIBUTION_CHUNK, BASELINES, FOOLING_METHODS, SALIENCY_METHODS, FoolingReport, Prediction, attribution,
+                      attribution_memory,
                       class_visualize, classify, fool, heatmap, invert_features, logits, psnr, saliency_map)
 from .features import INPUT, FeatureExtractor
 from .images import check_image, from_bhwc, keep_colors, load_image, prepare_mask, save_image, to_bhwc, to_pil
-from .loop import LBFGS_HISTORY, OPTIMIZERS, Ascent, Progress, TilePolicy, item_generator, optimize, tuned_for
+from .loop import (LBFGS_HISTORY, OPTIMIZERS, Ascent, Item, Progress, TilePolicy, for_each_item, item_generator, optimize,
+                   tuned_for)
+from .memory import pass_memory
 from .precision import PRECISIONS, LossScale, autocast_dtype
-from .objectives import (CHANNEL_MODES, CHOICES, LOSSES, STATISTICS, TV_KINDS, LayerTerm, Objective, channel, content, gram_matrix, guide, l2,
-                         layer_objective, mean_activation, mean_covariance, objective, neuron, pixel_l2, ranked_channels, style_match,
-                         style_statistic, terms_objective, total_variation)
+from .objectives import (CHANNEL_MODES, CHOICES, LOSSES, TV_KINDS, LayerTerm, Objective, channel, content, guide, l2,
+                         layer_objective, mean_activation, objective, neuron, pixel_l2, ranked_channels, terms_objective,
+                         total_variation)
 from .param import PARAMETERIZATIONS, FourierImage, feature_visualize, robustness_transform
 from .pyramid import (DETAIL_MODES, OctaveSettings, dream_octaves, gaussian_blur, octave_sizes, resize,
                       resize_longer_side)
-from .references import content_objective, guided_objective, reference_activations, style_objective
-from .style import INITS, gatys_layers, scale_sizes, stylize, stylize_memory
+from .references import guided_objective, reference_activations
+from .style import (INITS, STATISTICS, content_objective, gatys_layers, gram_matrix, mean_covariance, scale_sizes,
+                    style_match, style_objective, style_statistic, stylize, stylize_memory)
 from .weights import WEIGHT_EXTENSIONS, default_weights_dir, download_weights, load_backbone, read_state_dict
 
 __all__ = [
     "ATTRIBUTION_CHUNK", "BACKBONES", "BASELINES", "CHANNEL_MODES", "CHOICES", "DEFAULT_FLOW", "DETAIL_MODES", "FLOWS", "FOOLING_METHODS", "GRAD_NORMS", "HOLD",
     "INITS", "INPUT", "LBFGS_HISTORY", "LOGITS", "LOSSES", "OPTIMIZERS", "PARAMETERIZATIONS", "POOLINGS",
     "PRECISIONS", "SALIENCY_METHODS", "STATISTICS", "TV_KINDS", "WEIGHT_EXTENSIONS", "Ascent", "Backbone",
-    "BackboneSpec", "DreamCancelled", "DreamError", "FeatureExtractor", "FoolingReport", "FourierImage",
+    "BackboneSpec", "DreamCancelled", "DreamError", "FeatureExtractor", "FoolingReport", "FourierImage", "Item",
     "LayerError", "LayerTerm", "LossScale", "Objective", "OctaveSettings", "Prediction", "Progress", "ShapeError", "TilePolicy",
-    "WeightsError", "ascent_step", "attribution", "autocast_dtype", "average_pooling", "backbone_from_module",
+    "WeightsError", "ascent_step", "attribution", "attribution_memory", "autocast_dtype", "average_pooling", "backbone_from_module",
     "backbone_names", "channel", "check_image", "check_tile_size", "colour_match", "class_visualize", "classify", "content",
     "content_objective", "deepdream", "deepdream_memory", "download_weights", "default_weights_dir", "dream_octaves", "dream_video",
-    "dream_zoom", "estimate_flow", "feature_visualize", "flow_validity", "fold_batchnorm", "fool", "from_bhwc",
+    "dream_zoom", "estimate_flow", "feature_visualize", "flow_validity", "for_each_item", "fold_batchnorm", "fool", "from_bhwc",
     "gatys_layers", "gaussian_blur", "get_spec", "gram_matrix", "guide", "guided_objective", "heatmap",
     "image_gradient", "invert_features", "item_generator", "keep_colors", "l2", "layer_objective", "load_backbone",
     "load_image", "logits", "mean_activation", "mean_covariance", "neuron", "normalize_gradient", "objective",
-    "octave_sizes", "optimize", "pixel_l2", "prepare_mask", "psnr", "random_shift", "ranked_channels",
+    "octave_sizes", "optimize", "pass_memory", "pixel_l2", "prepare_mask", "psnr", "random_shift", "ranked_channels",
     "read_state_dict", "reference_activations", "resize", "resize_longer_side", "robustness_transform",
     "saliency_map", "save_image", "scale_sizes", "style_match", "style_objective", "style_statistic", "stylize",
     "stylize_memory", "terms_objective", "to_bhwc", "to_pil", "total_variation", "tuned_for", "video_frames",

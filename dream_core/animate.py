@@ -237,8 +237,8 @@ def video_frames(frames: Iterable[Tensor], backbone: Backbone, objective: Object
 
     Frame t starts from the previous *dreamed* frame, warped along the optical flow from frame t to
     frame t-1 of the source (``flow``; ``none`` = not warped, the linear blend of pytorch-deepdream),
-    blended with the source frame t (``carry`` = the share of the warped dream; the nodes' and the
-    CLI's ``blend``; 0 dreams every frame on its own). Where the flow fails the forward-backward
+    blended with the source frame t (``carry`` = the share of the warped dream, as in the node and
+    the CLI; 0 dreams every frame on its own). Where the flow fails the forward-backward
     checks (:func:`flow_validity`), or the source frame t-1 warped the same way does not match frame t's
     colours (:func:`colour_match`: occlusions, things entering the frame), frame t starts from its
     source. Where the dream was carried, each step moves ``1 - hold * carry`` as far as elsewhere (the
@@ -255,7 +255,7 @@ def video_frames(frames: Iterable[Tensor], backbone: Backbone, objective: Object
     """
     from .dream import deepdream
 
-    check(0.0 <= carry <= 1.0, f"blend: the share of the last dream must be in 0..1, got {carry}.")
+    check(0.0 <= carry <= 1.0, f"carry: the share of the last dream must be in 0..1, got {carry}.")
     check(0.0 <= hold <= 1.0, f"hold: the share of the step held back where the dream was carried must be in 0..1, "
                               f"got {hold}.")
     check(flow in FLOWS, f"flow: unknown {flow!r}; choose one of {', '.join(FLOWS)}.")

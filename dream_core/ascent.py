@@ -28,7 +28,7 @@ from .pyramid import gaussian_blur, resize
 __all__ = ["ascent_step", "image_gradient", "random_shift", "normalize_gradient", "laplacian_bands", "merge_bands",
            "GRAD_NORMS"]
 
-GRAD_NORMS = ("mean_abs", "std", "laplacian")
+GRAD_NORMS = ("mean_abs", "std", "laplacian", "sign")
 LAPLACIAN_BANDS = 4
 _TINY = torch.finfo(torch.float32).tiny
 TILE_ALIGN = 32  # tile edges on multiples of the largest total stride (pool5, Mixed_7c, layer4: 32)
@@ -74,11 +74,12 @@ def normalize_gradient(grad: Tensor, mode: str = "mean_abs", inplace: bool = Fal
     (Keras); or, with ``"laplacian"``, divide each of its Laplacian-pyramid bands by the band's own
     RMS before the mean-absolute scaling (lucid's ``lap_normalize``): the coarse bands, which a
     plain gradient all but lacks, then move as much as the fine ones, the cure for the
-    high-frequency noise of large dreams.
+    high-frequency noise of large dreams; or, with ``"sign"``, keep only each entry's sign: every
+    pixel moves by exactly the step (the L-inf steepest ascent of FGSM and PGD).
 
     Args:
         grad: :math:`(B, C, H, W)`.
-        mode: ``"mean_abs"``, ``"std"`` or ``"laplacian"``.
+        mode: ``"mean_abs"``, ``"std"``, ``"laplacian"`` or ``"sign"``.
         inplace: divide ``grad`` itself when it is float32 (saves a full-size copy on large images).
 
     Returns:
@@ -86,6 +87,8 @@ def normalize_gradient(grad: Tensor, mode: str = "mean_abs", inplace: bool = Fal
     """
     check(mode in GRAD_NORMS, f"grad_norm: unknown mode {mode!r}; choose one of {', '.join(GRAD_NORMS)}.")
     grad = grad.float()
+    if mode == "sign":
+        return grad.sign_() if inplace else grad.sign()
     dims = tuple(range(1, grad.ndim))
     if mode == "laplacian":
         levels = [band / band.square().mean(dims, keepdim=True).sqrt().clamp_min(_TINY)

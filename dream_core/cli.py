@@ -15,12 +15,12 @@ import torch
 
 from . import (BACKBONES, DEFAULT_FLOW, DETAIL_MODES, FLOWS, GRAD_NORMS, HOLD, INITS, OPTIMIZERS, POOLINGS, PRECISIONS, STATISTICS, TV_KINDS,
                Backbone, DreamCancelled, DreamError, LayerTerm, Objective, deepdream, gatys_layers, get_spec,
-               layer_objective, load_backbone, load_image, resize_longer_side, save_image, style_objective, stylize,
-               default_weights_dir, video_frames, zoom_frames)
+               layer_objective, load_backbone, load_image, save_image, style_objective, stylize,
+               default_weights_dir, zoom_frames)
 from .distributed import Shard, written
+from .jobs import VideoShare, dream_pictures, dream_video_share, picture_names, read_picture, video_length
 from .loop import ProgressFn
-from .media import (IMAGE_SUFFIXES, MOVIE_SUFFIXES, count_frames, frame_folder, frame_path, read_frames, save_frame,
-                    save_frame_as, write_movie, written_frames)
+from .media import IMAGE_SUFFIXES, MOVIE_SUFFIXES, frame_folder, frame_path, save_frame, write_movie, written_frames
 
 DEFAULT_WEIGHTS_DIR = default_weights_dir()
 
@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("input", type=Path, help="video file (PyAV) or a folder of frames")
     _add_shared(video, "googlenet")
     _add_animation(video, steps=5)
-    video.add_argument("--blend", type=float, default=0.8, help="share of the warped last dream (default 0.8)")
+    video.add_argument("--carry", type=float, default=0.8, help="share of the warped last dream (default 0.8)")
     video.add_argument("--hold", type=float, default=HOLD,
                        help=f"share of each step held back where the last dream was carried (default {HOLD})")
     video.add_argument("--flow", default=DEFAULT_FLOW, choices=list(FLOWS),
@@ -207,11 +207,6 @@ def _backbone(args: argparse.Namespace, **options) -> Backbone:
 
         return load_backbone(args.backbone, args.weights, seed=args.seed, weights_dir=args.weights_dir,
                              device=pick_device(args.device), progress=downloaded, **options)
-
-
-def _read(path: Path, size: int) -> torch.Tensor:
-    image = load_image(path)
-    return resize_longer_side(image, size) if size else image
 
 
 @contextmanager
@@ -270,7 +265,7 @@ def run_dream(args: argparse.Namespace) -> Path:
     objective = _dream_objective(args)
     _check_layers(objective, args.backbone)
     _check_writable(output)
-    image, mask = _read(args.input, args.size), _mask(args)  # every input read before the network is built
+    image, mask = read_picture(args.input, args.size), _mask(args)  # every input read before the network is built
     backbone = _backbone(args)
     with _progress_bar(f"dreaming {args.input.name}") as advance:
         dream = deepdream(image, backbone, objective, seed=args.seed, progress=advance, **_dream_settings(args, mask))
@@ -278,28 +273,22 @@ def run_dream(args: argparse.Namespace) -> Path:
 
 
 def run_dream_folder(args: argparse.Namespace) -> Path:
-    """Every picture of a folder, picture ``i`` with seed ``seed + i``; under torchrun each process takes
-    every N-th picture. Pictures already dreamed are skipped."""
+    """Every picture of a folder (see :func:`~dream_core.jobs.dream_pictures`); under torchrun each process
+    takes every N-th picture."""
     shard = Shard.from_env()
     paths = sorted(p for p in args.input.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise DreamError(f"input: {args.input} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
     folder = args.output or args.input.with_name(f"{args.input.name}_dream")
-    names = [f"{path.stem}.png" for path in paths]
     objective = _dream_objective(args)
     _check_layers(objective, args.backbone)
     mask = _mask(args)
     backbone = _backbone(args)
     shard.start(backbone.device)
     try:
-        with _job_bar(shard, folder, names, f"dreaming {args.input.name}/") as done:
-            for index in shard.interleaved(len(paths)):
-                if (folder / names[index]).exists():
-                    continue
-                dream = deepdream(_read(paths[index], args.size), backbone, objective, seed=args.seed + index,
-                                  **_dream_settings(args, mask))
-                save_frame_as(dream, folder, names[index])
-                done()
+        with _job_bar(shard, folder, picture_names(paths), f"dreaming {args.input.name}/") as done:
+            dream_pictures(paths, folder, backbone, objective, size=args.size, seed=args.seed, shard=shard,
+                           on_written=done, **_dream_settings(args, mask))
     finally:
         shard.stop()
     return folder
@@ -318,7 +307,7 @@ def run_style(args: argparse.Namespace) -> Path:
     weights = args.style_weights or [1.0] * len(args.styles)
     if len(weights) != len(args.styles):
         raise DreamError(f"--style-weights: {len(weights)} weights for {len(args.styles)} styles; give one per style.")
-    content = _read(args.content, args.size)
+    content = read_picture(args.content, args.size)
     init = args.init if args.init in INITS else load_image(Path(args.init))
     backbone = _backbone(args, pooling=args.pooling)
     content_layer, default_style_layers = gatys_layers(backbone)
@@ -362,7 +351,7 @@ def run_zoom(args: argparse.Namespace) -> Path:
     end = None if args.layers_end is None else _layers(args.layers_end, args.backbone)
     folder = frame_folder(output)
     done = min(written_frames(folder), args.frames)
-    start = _read(args.input, args.size) if done == 0 else load_image(frame_path(folder, done - 1))
+    start = read_picture(args.input, args.size) if done == 0 else load_image(frame_path(folder, done - 1))
     backbone = _backbone(args)
     with _progress_bar(f"zooming into {args.input.name}") as advance:
         frames = zoom_frames(start, backbone, objective, args.frames, zoom=args.zoom, rotate=args.rotate,
@@ -374,46 +363,24 @@ def run_zoom(args: argparse.Namespace) -> Path:
 
 
 def run_video(args: argparse.Namespace) -> Path:
-    """Frames streamed in and out; under torchrun each process dreams a contiguous chunk, after
-    ``warmup`` unwritten frames. Frames already written are skipped (a resumed chunk continues from
-    its last written frame)."""
+    """Frames streamed in and out; under torchrun each process dreams a contiguous chunk (see
+    :func:`~dream_core.jobs.dream_video_share`)."""
     shard = Shard.from_env()
     output = args.output or args.input.with_name(f"{args.input.stem}_dream.mp4")
     _check_output(output)
     objective = _layers(args.layers, args.backbone)
     folder = frame_folder(output)
-    total = count_frames(args.input)
-    if total is None:
-        if shard.distributed:
-            raise DreamError(f"input: {args.input} does not say how many frames it has, which sharding needs; "
-                             "extract its frames into a folder first.")
-        total = sum(1 for _ in read_frames(args.input))
-    chunk = shard.chunk(total)
-    resume = next((i for i in chunk if not frame_path(folder, i).exists()), chunk.stop)
-    if resume == chunk.stop:  # nothing left to do here (done before, or an empty chunk)
-        begin = chunk.stop
-    else:
-        begin = resume if resume > chunk.start else max(0, chunk.start - args.warmup)
-    sources = read_frames(args.input, args.size)
-    previous = None
-    for index in range(begin):
-        source = next(sources)
-        if index == begin - 1 and resume > chunk.start:
-            previous = (source, load_image(frame_path(folder, index)))
+    total = video_length(args.input, shard)
+    share = VideoShare.of(folder, total, shard, args.warmup)
     backbone = _backbone(args)
     shard.start(backbone.device)
     names = [frame_path(folder, i).name for i in range(total)]
     try:
         with _job_bar(shard, folder, names, f"dreaming {args.input.name}") as done:
-            mine = (next(sources) for _ in range(begin, chunk.stop))
-            frames = video_frames(mine, backbone, objective, carry=args.blend, hold=args.hold, flow=args.flow,
-                                  flow_weights_dir=args.weights_dir, seed=args.seed + begin,
-                                  masks=None if args.mask is None else _repeat(_mask(args)), previous=previous,
-                                  **_animation_settings(args))
-            for index, frame in enumerate(frames, start=begin):
-                if index >= chunk.start and not frame_path(folder, index).exists():  # not warm-up, not done
-                    save_frame(frame, folder, index)
-                    done()
+            dream_video_share(args.input, folder, backbone, objective, share, size=args.size, seed=args.seed,
+                              on_written=done, carry=args.carry, hold=args.hold, flow=args.flow,
+                              flow_weights_dir=args.weights_dir,
+                              masks=None if args.mask is None else _repeat(_mask(args)), **_animation_settings(args))
         return _finish(folder, total, output, args.fps) if shard.leader else folder
     finally:
         shard.stop()

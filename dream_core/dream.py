@@ -14,7 +14,8 @@ from .ascent import TILE_ALIGN
 from .backbones import Backbone
 from .errors import check
 from .images import check_image, prepare_mask
-from .loop import Ascent, Cancel, Progress, ProgressFn, TilePolicy, autocast_dtype, item_generator, tuned_for
+from .loop import Ascent, Cancel, Item, Progress, ProgressFn, TilePolicy, autocast_dtype, for_each_item
+from .memory import pass_memory
 from .objectives import Objective
 from .pyramid import dream_octaves, octave_sizes, resize
 
@@ -106,45 +107,40 @@ def deepdream(
     (height, width), sizes = _dream_sizes(given_size, smallest, octaves, octave_scale,
                                           f"{extractor.deepest} of {backbone.name}")
     masks = None if mask is None else prepare_mask(mask, batch, given_size).to(backbone.device)
-    progress = Progress.of(progress)
-    progress.begin(batch * len(sizes) * steps)
     ascent = Ascent(extractor, objective, step_size=step_size, jitter=jitter, grad_norm=grad_norm,
                     autocast=autocast_dtype(precision, backbone.device), tile_overlap=tile_overlap,
                     tiles=TilePolicy(tile_size, tile_above, minimum=2 * tile_overlap + max(32, smallest),
                                      image_side=max(height, width)),
-                    progress=progress, cancel=cancel, max_loss=max_loss)
+                    cancel=cancel, max_loss=max_loss)
 
-    def dream_chunk(items: range) -> Tensor:
-        generators = [item_generator(seed, index) for index in items]
-        chunk_mask = None if masks is None else (masks[items.start:items.stop] if masks.shape[0] > 1 else masks[:1])
+    def dream_items(item: Item) -> Tensor:
+        items_mask = None if masks is None else item.take(masks)
 
         def dream_level(start: Tensor, level: int) -> Tensor:
-            level_mask = None if chunk_mask is None else resize(chunk_mask, start.shape[-2:])
-            level_ascent = replace(ascent, objective=objective.at(tuple(start.shape[-2:]), items.start))
-            return level_ascent.run(start, steps, generators[0] if len(items) == 1 else generators,
+            level_mask = None if items_mask is None else resize(items_mask, start.shape[-2:])
+            level_ascent = replace(ascent, objective=objective.at(tuple(start.shape[-2:]), item.index),
+                                   progress=item.progress)
+            return level_ascent.run(start, steps, item.generator if len(item.indices) == 1 else item.generators,
                                     smoothing=smoothing * octave_scale**level, mask=level_mask, in_place=True)
 
         # Contiguous: a ComfyUI IMAGE arrives as a channels-last view, and every kornia op on one makes
         # extra full-size copies (a 2048 px dream peaked at 919 MB instead of 536 MB). A copy made here
         # (another device, or that layout) is ours: it becomes the full-size octave's start.
-        chunk = original[items.start:items.stop].to(backbone.device).contiguous()
-        start = resize(chunk, (height, width))
+        start = resize(item.take(original).contiguous(), (height, width))
         ours = start.untyped_storage().data_ptr() != original.untyped_storage().data_ptr()
-        del chunk
         dreamed = dream_octaves(start, sizes, dream_level, detail, blend, overwrite=ours)
         if (height, width) != given_size:
             dreamed = resize(dreamed, given_size).clamp(0.0, 1.0)
-        if chunk_mask is not None:
-            dreamed = torch.where(chunk_mask > 0, dreamed, original[items.start:items.stop].to(dreamed.device))
-        return dreamed.to(image.device)
+        if items_mask is not None:
+            dreamed = torch.where(items_mask > 0, dreamed, item.take(original))
+        return dreamed
 
     per_chunk = _chunk_size(batch_size, batch, backbone, objective, max_loss,
                             lambda: deepdream_memory(given_size, backbone, objective, octaves=octaves,
                                                      octave_scale=octave_scale, tile_size=tile_size,
                                                      tile_overlap=tile_overlap, tile_above=tile_above))
-    with tuned_for(backbone.device):
-        return torch.cat([dream_chunk(range(start, min(batch, start + per_chunk)))
-                          for start in range(0, batch, per_chunk)])
+    return for_each_item(batch, dream_items, device=backbone.device, steps=len(sizes) * steps, seed=seed,
+                         progress=progress, cancel=cancel, chunk=per_chunk, to=image.device)
 
 
 def deepdream_memory(
@@ -158,21 +154,18 @@ def deepdream_memory(
     tile_overlap: int = 128,
     tile_above: int = 1024,
 ) -> int:
-    """Bytes a :func:`deepdream` of one ``(H, W)`` item needs on the compute device beyond the weights.
-
-    ``objective`` may be just the layer names it reads. It is per item (a batched dream on CUDA
-    takes as many items as fit in the free memory). It is the
-    largest network input the dream runs at once (an untiled octave, or one tile) times the network's
-    measured activation bytes per pixel, plus six copies of the item at full size (original, base,
-    dream, gradient, mask and the resize in flight). What a host should ask to have free.
+    """Bytes a :func:`deepdream` of one ``(H, W)`` item needs on the compute device beyond the weights
+    (also the entry of :func:`~dream_core.dream_zoom` and :func:`~dream_core.dream_video`, which dream
+    frame by frame): a :func:`~dream_core.memory.pass_memory` whose network sees the largest input the
+    dream runs at once, an untiled octave or one tile. ``objective`` may be just the layer names it
+    reads. Per item: a batched dream on CUDA takes as many items as fit in the free memory.
     """
     check_tile_size(tile_size, tile_overlap)
-    extractor = backbone.extractor(objective.layers if isinstance(objective, Objective) else objective)
-    smallest = extractor.min_input_size()
-    _, sizes = _dream_sizes(size, smallest, octaves, octave_scale, None)
+    layers = objective.layers if isinstance(objective, Objective) else objective
+    _, sizes = _dream_sizes(size, backbone.extractor(layers).min_input_size(), octaves, octave_scale, None)
     tiles = TilePolicy(tile_size, tile_above, image_side=max(sizes[-1]))
     largest = max(tiles.for_size(s) ** 2 if tiles.for_size(s) else s[0] * s[1] for s in sizes)
-    return int(extractor.bytes_per_pixel() * largest + 6 * 3 * 4 * sizes[-1][0] * sizes[-1][1])
+    return pass_memory(sizes[-1], backbone, layers, network_pixels=largest)
 
 
 def _chunk_size(batch_size: int, batch: int, backbone: Backbone, objective: Objective, max_loss: float | None,

@@ -10,7 +10,7 @@ backbone's logits as a function of that image (its normalisation included).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -19,13 +19,14 @@ from torch import Tensor
 from .backbones import LOGITS, Backbone
 from .errors import DreamError, check
 from .images import check_image
-from .loop import Ascent, Cancel, Progress, ProgressFn, item_generator, optimize, tuned_for
+from .loop import Ascent, Cancel, Item, Progress, ProgressFn, for_each_item, optimize
+from .memory import pass_memory
 from .objectives import Objective, channel, content, pixel_l2, total_variation
 from .precision import LossScale, autocast_dtype, running_in
 from .pyramid import gaussian_blur, octave_sizes, resize
 from .references import reference_activations
 
-__all__ = ["Prediction", "classify", "logits", "attribution", "saliency_map", "heatmap", "class_visualize",
+__all__ = ["Prediction", "classify", "logits", "attribution", "attribution_memory", "saliency_map", "heatmap", "class_visualize",
            "fool", "FoolingReport", "invert_features", "psnr", "last_feature_layer", "SALIENCY_METHODS", "BASELINES", "FOOLING_METHODS",
            "ATTRIBUTION_CHUNK"]
 
@@ -108,26 +109,32 @@ def _targets(image: Tensor, backbone: Backbone, target: int | None) -> list[int]
     return [target] * image.shape[0]
 
 
-def _score_gradient(points: Tensor, backbone: Backbone, target: int, progress: Progress, cancel: Cancel | None,
-                    loss_scale: LossScale) -> Tensor:
+def _score_gradient(points: Tensor, backbone: Backbone, target: int, item: Item, loss_scale: LossScale) -> Tensor:
     """:math:`\\partial f_t / \\partial x` at each of ``points`` :math:`(N, 3, H, W)`, in chunks of
     :data:`ATTRIBUTION_CHUNK`: ``cancel`` is asked before each chunk and one progress step reported after it."""
     extractor = backbone.extractor([LOGITS])
     gradients = []
     for chunk in points.split(ATTRIBUTION_CHUNK):
-        progress.check_cancel(cancel)
+        item.check_cancel()
         leaf = chunk.detach().requires_grad_(True)
         with torch.enable_grad():
             gradients += loss_scale.gradients(lambda: extractor(leaf)[LOGITS][:, target].float(), [leaf],
                                               leaf.device)[1]
-        progress.step()
+        item.progress.step()
     return torch.cat(gradients)
 
 
-def _passes(method: str, samples: int, steps: int) -> int:
-    """How many chunks of gradients one item's attribution takes."""
-    points = {"smoothgrad": samples, "integrated_gradients": steps}.get(method, 1)
-    return -(-points // ATTRIBUTION_CHUNK)
+def _points(method: str, samples: int, steps: int) -> int:
+    """How many gradients one item's attribution takes (noisy samples, path points, or one)."""
+    return {"smoothgrad": samples, "integrated_gradients": steps}.get(method, 1)
+
+
+def attribution_memory(size: tuple[int, int], backbone: Backbone, method: str = "gradient", samples: int = 25,
+                       steps: int = 64) -> int:
+    """Bytes an :func:`attribution` of one ``(H, W)`` item needs beyond the weights: a
+    :func:`~dream_core.memory.pass_memory` of as many inputs as it sends at once (up to
+    :data:`ATTRIBUTION_CHUNK` noisy samples or path points)."""
+    return pass_memory(size, backbone, {LOGITS}, inputs=min(_points(method, samples, steps), ATTRIBUTION_CHUNK))
 
 
 def attribution(image: Tensor, backbone: Backbone, target: int | None = None, method: str = "gradient", *,
@@ -170,35 +177,34 @@ def attribution(image: Tensor, backbone: Backbone, target: int | None = None, me
           f"{backbone.name}'s smallest input ({smallest} px a side); enlarge it first (e.g. Upscale Image).")
     targets = _targets(picture, backbone, target)
     loss_scale = LossScale(autocast_dtype(precision, backbone.device))  # the network's precision, fp16 scaled
-    progress = Progress.of(progress)
-    progress.begin(len(targets) * _passes(method, samples, steps))
-    results = []
-    for index, item_target in enumerate(targets):
-        x = picture[index:index + 1].to(backbone.device)
-        gradient = lambda points: _score_gradient(points, backbone, item_target, progress, cancel,  # noqa: E731
-                                                  loss_scale)
+
+    def attribute(item: Item) -> Tensor:
+        x, target = item.take(picture), targets[item.index]
+
+        def gradient(points: Tensor) -> Tensor:
+            return _score_gradient(points, backbone, target, item, loss_scale)
+
         if method == "gradient":
-            result = gradient(x).abs()
-        elif method == "smoothgrad":
-            generator = item_generator(seed, index)
-            noisy = x + noise * torch.randn((samples, *x.shape[1:]), generator=generator).to(x.device)
-            result = gradient(noisy).abs().mean(0, keepdim=True)
-        elif method == "gradient_x_input":
-            result = x * gradient(x)
-        elif method == "integrated_gradients":
+            return gradient(x).abs()
+        if method == "smoothgrad":
+            noisy = x + noise * torch.randn((samples, *x.shape[1:]), generator=item.generator).to(x.device)
+            return gradient(noisy).abs().mean(0, keepdim=True)
+        if method == "gradient_x_input":
+            return x * gradient(x)
+        if method == "integrated_gradients":
             start = torch.zeros_like(x) if baseline == "black" else gaussian_blur(x, max(x.shape[-2:]) / 20)
             nodes, weights = np.polynomial.legendre.leggauss(steps)
             alphas = torch.tensor((nodes + 1) / 2, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
             path_weights = torch.tensor(weights / 2, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
             gradients = gradient(start + alphas * (x - start))
-            result = (x - start) * (path_weights * gradients).sum(0, keepdim=True)
-        else:
-            progress.check_cancel(cancel)
-            result = _grad_cam(x, backbone, item_target, backbone.resolve(layer or last_feature_layer(backbone)),
-                               loss_scale)
-            progress.step()
-        results.append(result.to(picture.device))
-    return torch.cat(results)
+            return (x - start) * (path_weights * gradients).sum(0, keepdim=True)
+        item.check_cancel()
+        cam = _grad_cam(x, backbone, target, backbone.resolve(layer or last_feature_layer(backbone)), loss_scale)
+        item.progress.step()
+        return cam
+
+    return for_each_item(len(targets), attribute, device=backbone.device, steps=-(-_points(method, samples, steps) // ATTRIBUTION_CHUNK),
+                         seed=seed, progress=progress, cancel=cancel, to=picture.device)
 
 
 def last_feature_layer(backbone: Backbone) -> str:
@@ -281,29 +287,24 @@ def class_visualize(backbone: Backbone, target: int, *, size: tuple[int, int] | 
     starts = None if init is None else check_image(init, "init_image")
     sizes = octave_sizes((height, width), octaves, octave_scale, max(32, backbone.extractor([LOGITS]).min_input_size()))
     objective = channel(LOGITS, target) - l2_weight * pixel_l2()
-    job = Progress.of(progress)
-    job.begin(batch * len(sizes) * steps)
 
     def blur(picture: Tensor, step: int) -> Tensor:
         return gaussian_blur(picture, blur_sigma) if blur_every and blur_sigma and step % blur_every == 0 else picture
 
-    def picture(index: int) -> Tensor:
-        generator = item_generator(seed, index)
-        if starts is None:
-            x = torch.rand((1, 3, *sizes[0]), generator=generator)
-        else:
-            x = starts[index if starts.shape[0] > 1 else 0].unsqueeze(0)
-        x = x.to(backbone.device)
+    def visualize(item: Item) -> Tensor:
+        x = torch.rand((1, 3, *sizes[0]), generator=item.generator) if starts is None else item.take(starts)
+        ascent = Ascent(backbone.extractor(objective.layers), objective, step_size=step_size, jitter=jitter,
+                        autocast=autocast_dtype(precision, backbone.device), cancel=cancel)
+        x = x.to(item.device)
         for level, level_size in enumerate(sizes):
-            part = job.part(index * len(sizes) + level, batch * len(sizes))
+            part = item.progress.part(level, len(sizes))
             part.begin(steps)
-            ascent = Ascent(backbone.extractor(objective.layers), objective, step_size=step_size, jitter=jitter,
-                            autocast=autocast_dtype(precision, backbone.device), progress=part, cancel=cancel)
-            x = ascent.run(resize(x, level_size).clamp(0, 1), steps, generator, after_step=blur)
+            x = replace(ascent, progress=part).run(resize(x, level_size).clamp(0, 1), steps, item.generator,
+                                                   after_step=blur)
         return x
 
-    with tuned_for(backbone.device):
-        return torch.cat([picture(index) for index in range(batch)])
+    return for_each_item(batch, visualize, device=backbone.device, steps=len(sizes) * steps, seed=seed,
+                         progress=progress, cancel=cancel)
 
 
 @dataclass(frozen=True)
@@ -349,74 +350,54 @@ def fool(image: Tensor, backbone: Backbone, target: int, *, method: str = "ascen
     extractor = backbone.extractor([LOGITS])
     wanted = Objective(lambda acts: acts[LOGITS].float().log_softmax(1)[:, target], [LOGITS],
                        f"log_softmax(logits)[{target}]")
-    job = Progress.of(progress)
-    job.begin(picture.shape[0] * max_steps)
-    autocast = autocast_dtype(precision, backbone.device)
-    loss_scale = LossScale(autocast)
-
-    def sign_gradient(x: Tensor) -> Tensor:
-        leaf = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            _, (gradient,) = loss_scale.gradients(lambda: wanted(extractor(leaf)), [leaf], leaf.device)
-        return gradient.sign()
+    batch_ascent = Ascent(extractor, wanted, step_size=step_size, autocast=autocast_dtype(precision, backbone.device),
+                          cancel=cancel)  # one loss scale for the whole batch
+    names = _names(backbone, classes)
+    reports = []
 
     def predicted(x: Tensor) -> int:
         with torch.no_grad():
             return int(extractor(x)[LOGITS].argmax(1))
 
-    def attack(index: int) -> tuple[Tensor, int]:
-        x = picture[index:index + 1].to(backbone.device)
-        part = job.part(index, picture.shape[0])
-        if method == "ascent":
-            taken = 0
+    def attack(item: Item) -> Tensor:
+        x, taken = item.take(picture), 0
 
-            def reached(candidate: Tensor, _scores: Tensor) -> bool:
-                nonlocal taken
-                taken += 1
-                return predicted(candidate) == target
+        def reached(candidate: Tensor, _scores: Tensor) -> bool:
+            nonlocal taken
+            taken += 1
+            return predicted(candidate) == target
 
-            if predicted(x) == target:
-                part.begin(0)
-                part.step()
-                return x, 0
-            part.begin(max_steps)
-            ascent = Ascent(extractor, wanted, step_size=step_size, autocast=autocast, progress=part, cancel=cancel,
-                            loss_scale=loss_scale)
-            return ascent.run(x, max_steps, item_generator(seed, index), stop=reached), taken
-        part.begin(1 if method == "fgsm" else max_steps)
-        if method == "fgsm":
-            part.check_cancel(cancel)
-            fooled = (x + epsilon * sign_gradient(x)).clamp(0, 1)
-            part.step(fooled[0])
-            return fooled, 1
-        generator = item_generator(seed, index)
-        start = (torch.rand(x.shape, generator=generator) * 2 - 1).to(x.device) * epsilon
-        fooled, alpha = (x + start).clamp(0, 1), 2.5 * epsilon / max_steps
-        for step in range(max_steps):
-            part.check_cancel(cancel)
-            fooled = fooled + alpha * sign_gradient(fooled)
-            fooled = torch.min(torch.max(fooled, x - epsilon), x + epsilon).clamp(0, 1)
-            done = predicted(fooled) == target
-            part.step(fooled[0], steps=max_steps - step if done else 1)
-            if done:
-                return fooled, step + 1
-        return fooled, max_steps
+        ascent = replace(batch_ascent, progress=item.progress)
+        if method == "ascent" and predicted(x) == target:
+            item.progress.step(steps=max_steps)
+            fooled = x
+        elif method == "ascent":
+            fooled = ascent.run(x, max_steps, item.generator, stop=reached)
+        elif method == "fgsm":  # one sign step of epsilon
+            item.progress.begin(1)
+            fooled, taken = replace(ascent, step_size=epsilon, grad_norm="sign").run(x, 1, item.generator), 1
+        else:  # pgd: sign steps from a random start in the epsilon ball, projected back into it
+            start = (torch.rand(x.shape, generator=item.generator) * 2 - 1).to(x.device) * epsilon
 
-    names = _names(backbone, classes)
-    results, reports = [], []
-    with tuned_for(backbone.device):
-        for index in range(picture.shape[0]):
-            fooled, steps = attack(index)
-            original = picture[index:index + 1].to(fooled.device)
-            before, after = (classify(x, backbone, 1)[0][0] for x in (original, fooled))
-            with torch.no_grad():
-                target_probability = float(extractor(fooled)[LOGITS].float().softmax(1)[0, target])
-            change = (fooled - original).flatten()
-            reports.append(FoolingReport(before, after, Prediction(target, names[target], target_probability),
-                                         after.index == target, steps, float(change.abs().max()),
-                                         float(change.norm())))
-            results.append(fooled.to(picture.device))
-    return torch.cat(results), reports
+            def project(candidate: Tensor, _step: int) -> Tensor:
+                return torch.min(torch.max(candidate, x - epsilon), x + epsilon).clamp(0, 1)
+
+            fooled = replace(ascent, step_size=2.5 * epsilon / max_steps, grad_norm="sign").run(
+                (x + start).clamp(0, 1), max_steps, item.generator, stop=reached, after_step=project)
+        reports.append(report(x, fooled, taken))
+        return fooled
+
+    def report(original: Tensor, fooled: Tensor, steps: int) -> FoolingReport:
+        before, after = (classify(x, backbone, 1)[0][0] for x in (original, fooled))
+        with torch.no_grad():
+            target_probability = float(extractor(fooled)[LOGITS].float().softmax(1)[0, target])
+        change = (fooled - original).flatten()
+        return FoolingReport(before, after, Prediction(target, names[target], target_probability),
+                             after.index == target, steps, float(change.abs().max()), float(change.norm()))
+
+    fooled = for_each_item(picture.shape[0], attack, device=backbone.device, steps=max_steps, seed=seed,
+                           progress=progress, cancel=cancel, to=picture.device)
+    return fooled, reports
 
 
 def invert_features(image: Tensor, backbone: Backbone, layer: str, *, steps: int = 200,
@@ -436,22 +417,19 @@ def invert_features(image: Tensor, backbone: Backbone, layer: str, *, steps: int
     pictures = check_image(image)
     layer = backbone.resolve(layer)
     check(tv_weight >= 0 and l2_weight >= 0, "tv_weight and l2_weight: must be 0 or more.")
-    job = Progress.of(progress)
-    job.begin(pictures.shape[0] * steps)
-    results = []
-    with tuned_for(backbone.device):
-        for index in range(pictures.shape[0]):
-            item = pictures[index:index + 1].to(backbone.device)
-            target = reference_activations(backbone, item, [layer])[layer]
-            objective = content(layer, target) - tv_weight * total_variation() - l2_weight * pixel_l2()
-            generator = item_generator(seed, index)
-            pixels = torch.rand(item.shape, generator=generator).to(backbone.device)
-            results.append(optimize([pixels], lambda pixels=pixels: pixels.clamp(0, 1),
-                                    backbone.extractor(objective.layers), objective, steps=steps,
-                                    optimizer=optimizer, lr=learning_rate, jitter=jitter, generator=generator,
-                                    autocast=autocast_dtype(precision, backbone.device),
-                                    progress=job.part(index, pictures.shape[0]), cancel=cancel).to(image.device))
-    return torch.cat(results)
+    autocast = autocast_dtype(precision, backbone.device)
+
+    def invert(item: Item) -> Tensor:
+        original = item.take(pictures)
+        target = reference_activations(backbone, original, [layer])[layer]
+        objective = content(layer, target) - tv_weight * total_variation() - l2_weight * pixel_l2()
+        pixels = torch.rand(original.shape, generator=item.generator).to(item.device)
+        return optimize([pixels], lambda: pixels.clamp(0, 1), backbone.extractor(objective.layers), objective,
+                        steps=steps, optimizer=optimizer, lr=learning_rate, jitter=jitter, generator=item.generator,
+                        autocast=autocast, progress=item.progress, cancel=cancel)
+
+    return for_each_item(pictures.shape[0], invert, device=backbone.device, steps=steps, seed=seed,
+                         progress=progress, cancel=cancel, to=image.device)
 
 
 def psnr(image: Tensor, reference: Tensor) -> Tensor:

@@ -28,7 +28,7 @@ from .precision import PRECISIONS, LossScale, autocast_dtype
 log = logging.getLogger("DeepDreamNodes")
 
 __all__ = ["Progress", "ProgressFn", "Cancel", "Ascent", "TilePolicy", "optimize", "item_generator",
-           "autocast_dtype", "PRECISIONS", "OPTIMIZERS", "LBFGS_HISTORY", "tuned_for"]  # precision's re-exported
+           "Item", "for_each_item", "autocast_dtype", "PRECISIONS", "OPTIMIZERS", "LBFGS_HISTORY", "tuned_for"]  # precision's re-exported
 
 ProgressFn = Callable[[int, int, "Tensor | None"], None]
 """``report(done, total, preview)``: after every step; ``preview`` is the current item :math:`(3, h, w)`
@@ -73,12 +73,14 @@ class Progress:
         """``progress`` itself, or a new Progress reporting to a plain callback (or to nothing)."""
         return progress if isinstance(progress, Progress) else cls(progress)
 
-    def part(self, index: int, count: int) -> Progress:
-        """The ``index``-th of ``count`` equal parts of this progress's span."""
-        check(0 <= index < count, f"progress: part {index} of {count} does not exist.")
+    def part(self, index: int, count: int, length: int = 1) -> Progress:
+        """Parts ``index`` .. ``index + length - 1`` of ``count`` equal parts of this progress's span."""
+        check(0 <= index and length >= 1 and index + length <= count,
+              f"progress: parts {index}..{index + length - 1} of {count} do not exist.")
         child = Progress()
         width = (self.stop - self.start) / count
-        child.root, child.start, child.stop = self.root, self.start + index * width, self.start + (index + 1) * width
+        child.root, child.start = self.root, self.start + index * width
+        child.stop = self.start + (index + length) * width
         return child
 
     def begin(self, steps: int) -> None:
@@ -121,6 +123,69 @@ def tuned_for(device: torch.device) -> Iterator[None]:
                                     allow_tf32=torch.backends.cudnn.allow_tf32):
         yield
 
+
+
+@dataclass(frozen=True)
+class Item:
+    """What one run of a driver works on: a batch item, or a chunk of items dreamed together.
+
+    Args:
+        indices: the items' places in the batch.
+        generators: their random streams, one per item (:func:`item_generator`).
+        progress: their part of the job, begun with their steps.
+        device: where they are computed.
+        cancel: the job's cancel (see :meth:`check_cancel`).
+    """
+
+    indices: range
+    generators: list[torch.Generator]
+    progress: Progress
+    device: torch.device
+    cancel: Cancel | None = None
+
+    @property
+    def index(self) -> int:
+        """The (first) item's place in the batch."""
+        return self.indices.start
+
+    @property
+    def generator(self) -> torch.Generator:
+        """The (first) item's random stream."""
+        return self.generators[0]
+
+    def check_cancel(self) -> None:
+        """Raise :class:`DreamCancelled` if the job is cancelled (for runs that step outside a loop)."""
+        self.progress.check_cancel(self.cancel)
+
+    def take(self, batch: Tensor) -> Tensor:
+        """These items of ``batch`` :math:`(B, ...)`, or all of a batch of one (shared by every item), on
+        the device."""
+        picked = batch if batch.shape[0] == 1 else batch[self.indices.start:self.indices.stop]
+        return picked.to(self.device)
+
+
+def for_each_item(count: int, run: Callable[[Item], Tensor], *, device: torch.device, steps: int, seed: int = 0,
+                  progress: Progress | ProgressFn | None = None, cancel: Cancel | None = None, chunk: int = 1,
+                  to: torch.device | None = None) -> Tensor:
+    """``run(item)`` for the ``count`` items of a batch, one at a time (or ``chunk`` at a time), concatenated.
+
+    What every driver does around its single-item logic happens here: item ``i`` gets the random
+    stream of ``seed + i`` and its share of the job's progress (``steps`` per item; a run may split
+    it further with ``item.progress.part``) and the job's ``cancel``, which the run's loop asks before
+    every step; cuDNN is tuned for the run, and each result moves to ``to`` (if given) as soon as it
+    is made, so the batch never sits on the GPU whole.
+    """
+    job = Progress.of(progress)
+    job.begin(count * steps)
+    results = []
+    with tuned_for(device):
+        for start in range(0, count, chunk):
+            indices = range(start, min(count, start + chunk))
+            part = job.part(start, count, len(indices))
+            part.begin(len(indices) * steps)
+            result = run(Item(indices, [item_generator(seed, i) for i in indices], part, device, cancel))
+            results.append(result if to is None else result.to(to))
+    return torch.cat(results)
 
 class TilePolicy:
     """Which tile size a step at a given size uses, and the smaller tiles to fall back to on out-of-memory.

@@ -13,7 +13,7 @@ Some objectives read the image itself, under the reserved name ``"input"`` (0..1
 such as :func:`total_variation` and :func:`pixel_l2` are subtracted from a layer objective,
 ``l2("inception4c") - 0.05 * total_variation()``; an objective made only of them runs no network.
 
-Convention: matching objectives (:func:`guide`, :func:`style_match`, :func:`content`) are scores,
+Convention: matching objectives (:func:`guide`, :func:`content`, the style package's ``style_match``) are scores,
 higher when closer, so they are *added*; penalties (:func:`total_variation`, :func:`pixel_l2`) are
 positive measures, so they are *subtracted*.
 
@@ -35,9 +35,8 @@ from .errors import DreamError, check
 from .features import INPUT
 
 __all__ = ["Objective", "objective", "l2", "mean_activation", "channel", "layer_objective", "LOSSES",
-           "LayerTerm", "terms_objective", "guide", "gram_matrix", "mean_covariance", "style_statistic",
-           "style_match", "STATISTICS", "content", "total_variation", "pixel_l2", "TV_KINDS", "ranked_channels",
-           "CHANNEL_MODES", "CHOICES", "neuron"]
+           "LayerTerm", "terms_objective", "guide", "content", "total_variation", "pixel_l2", "TV_KINDS",
+           "ranked_channels", "CHANNEL_MODES", "CHOICES", "neuron"]
 
 Activations = Mapping[str, Tensor]
 
@@ -224,7 +223,7 @@ def ranked_channels(layer: str, k: int, mode: str = "strongest", choose: str = "
         chosen: list[Tensor] = []
 
         def score(acts: Activations) -> Tensor:
-            activation = _full(acts[layer])
+            activation = at_least_float32(acts[layer])
             check(k <= activation.shape[1], f"top_k: {layer} has {activation.shape[1]} channels, fewer than {k}.")
             if not chosen or choose == "every_step":
                 ranking = activation.detach().mean((2, 3))
@@ -280,7 +279,7 @@ def terms_objective(terms: Sequence[LayerTerm]) -> Objective:
     return Objective.sum(term.objective() for term in terms)
 
 
-class _OnDevice:
+class DeviceCopies:
     """A constant tensor, copied once to each device and dtype it is used with (not once per step)."""
 
     def __init__(self, tensor: Tensor) -> None:
@@ -310,7 +309,7 @@ def guide(layer: str, guide_activation: Tensor) -> Callable[[Activations], Tenso
         layer: the layer both activations come from.
         guide_activation: the guide image's activation at ``layer``, :math:`(1, C, h, w)`.
     """
-    guide_features = _OnDevice(guide_activation.detach().flatten(2)[0])  # (C, M)
+    guide_features = DeviceCopies(guide_activation.detach().flatten(2)[0])  # (C, M)
 
     def score(acts: Activations) -> Tensor:
         features = acts[layer].float().flatten(2)  # (B, C, N)
@@ -327,138 +326,9 @@ def guide(layer: str, guide_activation: Tensor) -> Callable[[Activations], Tenso
     return score
 
 
-def _full(tensor: Tensor) -> Tensor:
+def at_least_float32(tensor: Tensor) -> Tensor:
     """``tensor`` in at least float32: half-precision activations are promoted, float64 stays (for gradcheck)."""
     return tensor if tensor.dtype == torch.float64 else tensor.float()
-
-
-class _MaskAt:
-    """A mask :math:`(B \\text{ or } 1, 1, H, W)`, area-resized once to each activation size it is used at."""
-
-    def __init__(self, mask: Tensor) -> None:
-        self.mask = mask.detach()
-        self._sizes: dict[tuple, Tensor] = {}
-
-    def like(self, activation: Tensor) -> Tensor:
-        key = (tuple(activation.shape[-2:]), activation.device, activation.dtype)
-        if key not in self._sizes:
-            mask = self.mask.to(device=activation.device, dtype=activation.dtype)
-            self._sizes[key] = torch.nn.functional.adaptive_avg_pool2d(mask, activation.shape[-2:])
-        return self._sizes[key]
-
-
-def _positions(activation: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor | float]:
-    """Features as :math:`(B, N, C)` positions x channels, position weights :math:`(B \\text{ or } 1, N, 1)`
-    (None without a mask) and their total.
-
-    For channels_last activations (the backbones' default layout) the features are a view, not a copy.
-    """
-    features = _full(activation).movedim(1, -1).flatten(1, 2)
-    if mask is None:
-        return features, None, features.shape[1]
-    weights = mask.movedim(1, -1).flatten(1, 2)
-    return features, weights, weights.sum(1, keepdim=True).clamp_min(1e-8)
-
-
-class _SelfProduct(torch.autograd.Function):
-    """``X^T X`` for ``X`` :math:`(B, N, C)`, whose backward is one matmul, ``X (G + G^T)``, where
-    autograd would take two (one per operand) and add their position-sized results."""
-
-    @staticmethod
-    def forward(ctx, features: Tensor) -> Tensor:
-        ctx.save_for_backward(features)
-        return features.mT @ features
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        features, = ctx.saved_tensors
-        return features @ (grad + grad.mT)
-
-
-def gram_matrix(activation: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Channel correlations of :math:`(B, C, H, W)` -> :math:`(B, C, C)`, divided by ``C * H * W``
-    so that the Grams of a small and a large picture of the same texture agree.
-
-    With a ``mask`` :math:`(B \\text{ or } 1, 1, H, W)` of position weights, the Gram of the masked
-    positions only: ``F diag(m) F^T / (C * sum(m))`` (a regional style).
-    """
-    features, weights, total = _positions(activation, mask)
-    with torch.autocast(features.device.type, enabled=False):
-        product = _SelfProduct.apply(features) if weights is None else (features * weights).mT @ features
-        return product / (features.shape[2] * total)
-
-
-def mean_covariance(activation: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Per-channel mean :math:`(B, C)` and covariance :math:`(B, C, C)` of :math:`(B, C, H, W)` over
-    the positions (weighted by ``mask`` :math:`(B \\text{ or } 1, 1, H, W)` if given): the Gaussian whose
-    Wasserstein-2 distance :func:`style_match` measures with ``statistic="mean_cov"``."""
-    features, weights, total = _positions(activation, mask)
-    with torch.autocast(features.device.type, enabled=False):
-        if weights is None:
-            mean = features.mean(1, keepdim=True)
-            return mean.squeeze(1), _SelfProduct.apply(features - mean) / total
-        mean = (features * weights).sum(1, keepdim=True) / total
-        centred = features - mean
-        return mean.squeeze(1), (centred * weights).mT @ centred / total
-
-
-STATISTICS = ("gram", "mean_cov")
-
-
-def style_statistic(activation: Tensor, statistic: str = "gram", mask: Tensor | None = None) -> tuple[Tensor, ...]:
-    """The style statistic of an activation: ``(gram,)`` or ``(mean, covariance)``, see :func:`style_match`."""
-    check(statistic in STATISTICS, f"statistic: unknown {statistic!r}; choose one of {', '.join(STATISTICS)}.")
-    if statistic == "gram":
-        return (gram_matrix(activation, mask),)
-    return mean_covariance(activation, mask)
-
-
-def _sqrtm(matrix: Tensor) -> Tensor:
-    """The square root of a symmetric positive semi-definite matrix (eigenvalues clamped at 0)."""
-    values, vectors = torch.linalg.eigh(matrix)
-    return vectors @ torch.diag_embed(values.clamp_min(0).sqrt()) @ vectors.transpose(-1, -2)
-
-
-@objective
-def style_match(layer: str, target: Sequence[Tensor], statistic: str = "gram",
-                mask: Tensor | None = None) -> Callable[[Activations], Tensor]:
-    """Gatys style: minus the distance between the layer's style statistic and the style's.
-
-    - ``"gram"``: ``|G - A|^2 / |A|^2``, the squared Gram distance relative to the style's Gram, so
-      scores are comparable across layers and backbones.
-    - ``"mean_cov"``: the squared Wasserstein-2 distance between the Gaussians of the two feature
-      sets, ``|m - mu|^2 + tr(S + T - 2 (T^1/2 S T^1/2)^1/2)``, relative to ``|mu|^2 + tr(T)``: it
-      also matches the mean colour of each feature, which Gram matching leaves loose.
-
-    Maximising the score minimises the style loss.
-
-    Args:
-        layer: the layer to match.
-        target: the style image's statistic at ``layer``, from :func:`style_statistic`.
-        mask: :math:`(B \\text{ or } 1, 1, H, W)` position weights in 0..1 at any resolution: the
-            statistic is taken over the masked positions only (a regional style).
-    """
-    check(statistic in STATISTICS, f"statistic: unknown {statistic!r}; choose one of {', '.join(STATISTICS)}.")
-    targets = [_OnDevice(t.detach()) for t in target]
-    region = None if mask is None else _MaskAt(mask)
-    if statistic == "mean_cov":
-        targets.append(_OnDevice(_sqrtm(_full(target[1].detach()))))
-
-    def score(acts: Activations) -> Tensor:
-        activation = acts[layer]
-        weights = None if region is None else region.like(_full(activation))
-        stats = style_statistic(activation, statistic, weights)
-        wanted = [t.like(stats[0]) for t in targets]
-        with torch.autocast(stats[0].device.type, enabled=False):
-            if statistic == "gram":
-                return -(stats[0] - wanted[0]).square().sum((1, 2)) / wanted[0].square().sum().clamp_min(1e-30)
-            (mean, cov), (mu, target_cov, root) = stats, wanted
-            cross = torch.linalg.eigvalsh(root @ cov @ root).clamp_min(1e-12).sqrt().sum(-1)
-            trace = torch.diagonal(cov, dim1=-2, dim2=-1).sum(-1) + torch.diagonal(target_cov, dim1=-2, dim2=-1).sum(-1)
-            distance = (mean - mu).square().sum(-1) + trace - 2 * cross
-            return -distance / (mu.square().sum() + target_cov.diagonal(dim1=-2, dim2=-1).sum()).clamp_min(1e-30)
-
-    return score
 
 
 @objective
@@ -470,11 +340,11 @@ def content(layer: str, target: Tensor) -> Callable[[Activations], Tensor]:
         layer: the layer to match (relu4_2 in Gatys et al.).
         target: the content image's activation at ``layer``, :math:`(B \\text{ or } 1, C, H, W)`.
     """
-    wanted = _OnDevice(target.detach())
-    scale = _full(target.detach()).square().mean().clamp_min(1e-30)
+    wanted = DeviceCopies(target.detach())
+    scale = at_least_float32(target.detach()).square().mean().clamp_min(1e-30)
 
     def score(acts: Activations) -> Tensor:
-        activation = _full(acts[layer])
+        activation = at_least_float32(acts[layer])
         goal = wanted.like(activation)
         if goal.shape[1:] != activation.shape[1:]:
             raise DreamError(f"content: the target at {layer} is {tuple(goal.shape[1:])}, the image's "
@@ -506,7 +376,7 @@ def total_variation(kind: str = "l2") -> Objective:
     check(kind in TV_KINDS, f"total_variation: unknown kind {kind!r}; choose one of {', '.join(TV_KINDS)}.")
 
     def score(acts: Activations) -> Tensor:
-        image = _full(acts[INPUT])
+        image = at_least_float32(acts[INPUT])
         dy = image[..., 1:, :-1] - image[..., :-1, :-1]
         dx = image[..., :-1, 1:] - image[..., :-1, :-1]
         if kind == "l1":

@@ -18,7 +18,7 @@ from torch import Tensor
 from .backbones import Backbone
 from .errors import check
 from .images import check_image
-from .loop import Cancel, Progress, ProgressFn, item_generator, optimize, tuned_for
+from .loop import Cancel, Item, Progress, ProgressFn, for_each_item, optimize
 from .objectives import Objective
 from .precision import autocast_dtype
 
@@ -123,20 +123,18 @@ def feature_visualize(backbone: Backbone, objective: Objective, *, size: tuple[i
     check(min(height, width) >= 16, f"size: at least 16 px a side, got {height}x{width}.")
     extractor = backbone.extractor(objective.layers)
     transform = robustness_transform() if transforms else None
-    job = Progress.of(progress)
-    job.begin(batch * steps)
-    pictures = []
-    with tuned_for(backbone.device):
-        for index in range(batch):
-            generator = item_generator(seed, index)
-            if parameterization == "fft":
-                image = FourierImage((1, height, width), generator, decorrelate, device=backbone.device)
-                parameters, render = [image.spectrum], image.render
-            else:
-                pixels = (0.5 + 0.01 * torch.randn((1, 3, height, width), generator=generator)).to(backbone.device)
-                parameters, render = [pixels], (lambda pixels=pixels: pixels.clamp(0, 1))
-            pictures.append(optimize(parameters, render, extractor, objective, steps=steps, lr=learning_rate,
-                                     generator=generator, transform=transform, progress=job.part(index, batch),
-                                     autocast=autocast_dtype(precision, backbone.device), cancel=cancel))
-    return torch.cat(pictures)
+    autocast = autocast_dtype(precision, backbone.device)
 
+    def visualize(item: Item) -> Tensor:
+        if parameterization == "fft":
+            image = FourierImage((1, height, width), item.generator, decorrelate, device=item.device)
+            parameters, render = [image.spectrum], image.render
+        else:
+            pixels = (0.5 + 0.01 * torch.randn((1, 3, height, width), generator=item.generator)).to(item.device)
+            parameters, render = [pixels], (lambda: pixels.clamp(0, 1))
+        return optimize(parameters, render, extractor, objective, steps=steps, lr=learning_rate,
+                        generator=item.generator, transform=transform, progress=item.progress, autocast=autocast,
+                        cancel=cancel)
+
+    return for_each_item(batch, visualize, device=backbone.device, steps=steps, seed=seed, progress=progress,
+                         cancel=cancel)

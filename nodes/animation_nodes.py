@@ -100,7 +100,7 @@ class DreamVideo:
                            "VideoHelperSuite's Load Video)."}),
                 "backbone": ("DD_BACKBONE", {"tooltip": "From Load Dream Backbone."}),
                 "layers": ("DD_LAYERS", {"tooltip": "What to dream, from Select Dream Layer."}),
-                "blend": ("FLOAT", {"default": 0.8, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
+                "carry": ("FLOAT", {"default": 0.8, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip":
                           "How much of the last dreamed frame each frame starts from (warped along the motion); "
                           "0 = every frame dreamed on its own (flicker)."}),
                 "flow": (list(FLOWS), {"default": DEFAULT_FLOW, "tooltip": "How the last dream follows the motion: "
@@ -112,7 +112,7 @@ class DreamVideo:
             "optional": {
                 **_octaves_input(),
                 "hold": ("FLOAT", {"default": HOLD, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": "Where the last "
-                         "dream was carried, steps move only 1 - hold x blend as far: the dream stays on what moves "
+                         "dream was carried, steps move only 1 - hold x carry as far: the dream stays on what moves "
                          "while new parts catch up. 0 = every frame dreams at full strength (more flicker)."}),
                 "mask": ("MASK", {"tooltip": "Where each frame may change: one mask for all, or one per frame."}),
                 **precision_input(),
@@ -127,7 +127,7 @@ class DreamVideo:
     DESCRIPTION = ("Dreams every frame of a video so the dream sticks to what moves: each frame starts from the "
                    "last dreamed frame warped by the optical flow; occluded parts start from the source frame.")
 
-    def dream(self, frames: torch.Tensor, backbone: Backbone, layers: tuple[LayerTerm, ...], blend: float, flow: str,
+    def dream(self, frames: torch.Tensor, backbone: Backbone, layers: tuple[LayerTerm, ...], carry: float, flow: str,
               steps_per_frame: int, step_size: float, jitter: int, seed: int,
               octaves: OctaveSettings | None = None, hold: float = HOLD, mask: torch.Tensor | None = None,
               precision: str = "auto") -> tuple[torch.Tensor]:
@@ -135,7 +135,7 @@ class DreamVideo:
         objective = terms_objective(layers)
         masks = None if mask is None else prepare_mask(mask, video.shape[0], tuple(video.shape[-2:]))[:, 0]
         with host.dreaming(backbone, _memory(tuple(video.shape[-2:]), backbone, objective, octaves)):
-            made = dream_video(video, backbone, objective, masks=masks, carry=blend, hold=hold, flow=flow,
+            made = dream_video(video, backbone, objective, masks=masks, carry=carry, hold=hold, flow=flow,
                                flow_weights_dir=host.weights_dir(), seed=seed,
                                precision=host.precision(precision), progress=host.progress(), cancel=host.interrupted,
                                **_dream_settings(octaves, steps_per_frame, step_size, jitter))

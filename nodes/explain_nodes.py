@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from ..dream_core import (ATTRIBUTION_CHUNK, BASELINES, FOOLING_METHODS, LOGITS, PARAMETERIZATIONS, SALIENCY_METHODS, Backbone, channel,
-                          class_visualize, classify, deepdream_memory, feature_visualize, fool, from_bhwc, heatmap,
-                          invert_features, neuron, pixel_l2, saliency_map, to_bhwc)
+from ..dream_core import (BASELINES, FOOLING_METHODS, LOGITS, PARAMETERIZATIONS, SALIENCY_METHODS, Backbone, channel,
+                          attribution_memory, class_visualize, classify, feature_visualize, fool, from_bhwc, heatmap,
+                          invert_features, neuron, pass_memory, pixel_l2, saliency_map, to_bhwc)
 from . import host
 from .catalogue import LAYER_MENU
 from .dream_nodes import SEED_MAX, precision_input
 
 CATEGORY = "DeepDream/explain"
 AUTO = "auto"
-
-
-def _memory(size: tuple[int, int], backbone: Backbone, layers: set[str], inputs_at_once: int = 1) -> int:
-    """What one item's gradient pass needs beside the weights, for the host to make room."""
-    per_input = deepdream_memory(size, backbone, layers, octaves=1, tile_size=0)
-    return per_input * inputs_at_once
 
 
 def _image_and_backbone() -> dict:
@@ -59,7 +53,7 @@ class Classify:
     def classify(self, image: torch.Tensor, backbone: Backbone, top_k: int,
                  precision: str = "auto") -> tuple[str, int]:
         picture = from_bhwc(image)
-        with host.dreaming(backbone, _memory(tuple(picture.shape[-2:]), backbone, {LOGITS})):
+        with host.dreaming(backbone, pass_memory(tuple(picture.shape[-2:]), backbone, {LOGITS})):
             top = classify(picture, backbone, top_k, host.precision(precision))
         lines = [f"image {i}: " + ", ".join(f"{p.name} [{p.index}] {p.probability:.1%}" for p in row)
                  for i, row in enumerate(top)]
@@ -109,8 +103,8 @@ class Saliency:
                 blend: float = 0.5, seed: int = 0, precision: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
         picture = from_bhwc(image)
         layer = None if layer == AUTO else layer
-        batched = ATTRIBUTION_CHUNK if method in ("smoothgrad", "integrated_gradients") else 1
-        with host.dreaming(backbone, _memory(tuple(picture.shape[-2:]), backbone, {LOGITS}, batched)):
+        memory = attribution_memory(tuple(picture.shape[-2:]), backbone, method, samples, steps)
+        with host.dreaming(backbone, memory):
             maps = saliency_map(picture, backbone, target, method, samples=samples, noise=noise, steps=steps,
                                 baseline=baseline, layer=layer, seed=seed, precision=host.precision(precision),
                                 progress=host.progress(),
@@ -166,7 +160,7 @@ class ClassVisualize:
                   parameterization: str = "pixels", precision: str = "auto") -> tuple[torch.Tensor]:
         start = None if init_image is None else from_bhwc(init_image, "init_image")
         precision = host.precision(precision)
-        with host.dreaming(backbone, _memory((height, width), backbone, {LOGITS})):
+        with host.dreaming(backbone, pass_memory((height, width), backbone, {LOGITS})):
             if parameterization == "fft":
                 made = feature_visualize(backbone, channel(LOGITS, target) - l2_weight * pixel_l2(),
                                          size=(height, width), batch=batch, steps=steps, seed=seed,
@@ -219,7 +213,7 @@ class FoolingImage:
              step_size: float = 0.002, epsilon: float = 8 / 255, magnify: float = 10.0,
              seed: int = 0, precision: str = "auto") -> tuple[torch.Tensor, torch.Tensor, str]:
         picture = from_bhwc(image)
-        with host.dreaming(backbone, _memory(tuple(picture.shape[-2:]), backbone, {LOGITS})):
+        with host.dreaming(backbone, pass_memory(tuple(picture.shape[-2:]), backbone, {LOGITS})):
             fooled, reports = fool(picture, backbone, target, method=method, max_steps=max_steps,
                                    step_size=step_size, epsilon=epsilon, seed=seed,
                                    precision=host.precision(precision), progress=host.progress(),
@@ -268,7 +262,7 @@ class FeatureInversion:
                precision: str = "auto") -> tuple[torch.Tensor]:
         picture = from_bhwc(image)
         layer = backbone.resolve(layer)
-        with host.dreaming(backbone, _memory(tuple(picture.shape[-2:]), backbone, {layer})):
+        with host.dreaming(backbone, pass_memory(tuple(picture.shape[-2:]), backbone, {layer})):
             inverted = invert_features(picture, backbone, layer, steps=steps, learning_rate=learning_rate,
                                        tv_weight=tv_weight, l2_weight=l2_weight, jitter=jitter, seed=seed,
                                        precision=host.precision(precision), progress=host.progress(),
@@ -321,7 +315,7 @@ class FeatureVisualize:
                   decorrelate: bool = True, transforms: bool = True, precision: str = "auto") -> tuple[torch.Tensor]:
         name = LOGITS if target == "class" else backbone.resolve(layer)
         objective = neuron(name, index) if target == "neuron" else channel(name, index)
-        with host.dreaming(backbone, _memory((height, width), backbone, {name})):
+        with host.dreaming(backbone, pass_memory((height, width), backbone, {name})):
             made = feature_visualize(backbone, objective, size=(height, width), batch=batch, steps=steps,
                                      learning_rate=learning_rate, parameterization=parameterization,
                                      decorrelate=decorrelate, transforms=transforms, seed=seed,

@@ -5,7 +5,7 @@ CPU device, no progress bar, no interrupt, weights in ``$DEEPDREAM_WEIGHTS`` or 
 
 GPU memory follows ComfyUI's model management: a backbone is handed to it as a ``ModelPatcher``
 (as core's CLIP vision loader does), loaded with ``load_models_gpu`` asking only for the working set
-the dream needs (``dream_core.deepdream_memory``), and then left on the GPU between runs. When
+the run needs (its driver's entry in ``dream_core.memory``), and then left on the GPU between runs. When
 ComfyUI needs the memory for another model it offloads the backbone to the CPU itself; the next
 dream loads it back. Loaded backbones are kept in a small module-level cache (see :func:`cached_backbone`).
 """

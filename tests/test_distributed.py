@@ -8,7 +8,7 @@ import torch
 
 import dream_core as dc
 from dream_core.distributed import Shard
-from dream_core.media import save_frame
+from dream_core.media import frame_path, save_frame
 from test_animate import sliding_square, square_warp_error
 
 
@@ -54,7 +54,7 @@ def sharded_video(tmp_path_factory):
     for index in range(8):
         save_frame(video[index:index + 1], root / "source", index)
     common = ["video", str(root / "source"), "--weights", "random", "--layers", "inception3a", "--steps", "5",
-              "--step-size", "0.02", "--jitter", "8", "--blend", "0.8", "--flow", "dis"]
+              "--step-size", "0.02", "--jitter", "8", "--carry", "0.8", "--flow", "dis"]
     run([*common, "-o", str(root / "one")])
     run([*common, "-o", str(root / "two"), "--warmup", "4"], processes=2)  # back to frame 0: the whole chain
     run([*common, "-o", str(root / "cold"), "--warmup", "0"], processes=2)
@@ -89,3 +89,36 @@ def test_a_resumed_run_rewrites_only_what_is_missing(sharded_video):
     after = {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.startswith(".")}
     assert set(after) == set(before) and not list(folder.glob(".*partial*"))
     assert all(after[name] == before[name] for name in before if name != "frame_00006.png")
+
+
+def test_frame_jobs_run_from_the_library_shard_by_shard(tmp_path):
+    """A library user's sharded job (no CLI): two shards of dream_pictures run one after the other write
+    what one process writes, and a rerun skips what exists; VideoShare says where each chunk starts."""
+    from dream_core.jobs import VideoShare, dream_pictures
+
+    pictures = tmp_path / "in"
+    pictures.mkdir()
+    for index in range(3):
+        dc.save_image(torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(index)), pictures / f"p{index}.png")
+    paths = sorted(pictures.iterdir())
+    backbone = dc.load_backbone("googlenet", "random")
+    settings = dict(steps=1, octaves=1, jitter=4)
+    dream_pictures(paths, tmp_path / "one", backbone, dc.l2("inception3a"), **settings)
+    written = []
+    for rank in range(2):
+        dream_pictures(paths, tmp_path / "two", backbone, dc.l2("inception3a"), shard=Shard(rank, 2),
+                       on_written=lambda rank=rank: written.append(rank), **settings)
+    assert written == [0, 0, 1]  # rank 0 takes pictures 0 and 2, rank 1 picture 1
+    for path in paths:
+        one, two = (dc.load_image(tmp_path / folder / f"{path.stem}.png") for folder in ("one", "two"))
+        assert torch.equal(one, two)
+    dream_pictures(paths, tmp_path / "two", backbone, dc.l2("inception3a"), on_written=lambda: written.append(9))
+    assert written == [0, 0, 1]  # all done: nothing dreamed again
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    frame_path(frames, 4).touch()  # rank 1 of 2 owns frames 4..7 of 8 and wrote the first
+    assert VideoShare.of(frames, 8, Shard(1, 2), warmup=3) == VideoShare(range(4, 8), resume=5, begin=5)
+    assert VideoShare.of(frames, 8, Shard(0, 2), warmup=3) == VideoShare(range(0, 4), resume=0, begin=0)
+    frame_path(frames, 4).unlink()
+    assert VideoShare.of(frames, 8, Shard(1, 2), warmup=3) == VideoShare(range(4, 8), resume=4, begin=1)

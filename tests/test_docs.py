@@ -13,13 +13,13 @@ import dream_core.features
 import dream_core.loop
 import dream_core.objectives
 import dream_core.pyramid
-import dream_core.style
+import dream_core.style.transfer
 from conftest import ROOT
 
 
 @pytest.mark.parametrize("module", [dream_core, dream_core.backbones, dream_core.explain, dream_core.features,
                                     dream_core.loop,
-                                    dream_core.objectives, dream_core.pyramid, dream_core.style])
+                                    dream_core.objectives, dream_core.pyramid, dream_core.style.transfer])
 def test_docstring_examples(module, monkeypatch):
     monkeypatch.chdir(ROOT)  # the package example reads assets/example.jpg
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

@@ -77,6 +77,33 @@ def test_ascent_run_in_place_updates_the_given_buffer_with_the_same_bits(googlen
     assert out.data_ptr() == mine.data_ptr() and torch.equal(out, expected)
     assert not torch.equal(expected, image)  # the out-of-place run left its input alone
 
+
+def test_for_each_item_gives_each_item_its_seed_share_of_progress_and_result_place():
+    """The runner every driver stands on: item i draws from seed + i, its steps fill its own share of one
+    report, chunks take consecutive items, and results are concatenated in order on ``to``."""
+    batch = torch.arange(5.0).view(5, 1)
+    seen, reports = [], []
+
+    def run(item):
+        seen.append((list(item.indices), [torch.rand((), generator=g).item() for g in item.generators]))
+        for _ in range(3 * len(item.indices)):
+            item.progress.step()
+        return item.take(batch) * 10
+
+    out = dc.for_each_item(5, run, device=torch.device("cpu"), steps=3, seed=7, chunk=2,
+                           progress=lambda done, total, preview: reports.append((done, total)))
+    assert torch.equal(out, batch * 10)
+    assert [indices for indices, _ in seen] == [[0, 1], [2, 3], [4]]
+    draws = [draw for _, chunk in seen for draw in chunk]
+    assert draws == [torch.rand((), generator=dc.item_generator(7, i)).item() for i in range(5)]
+    assert [done for done, _ in reports] == list(range(1, 16)) and {total for _, total in reports} == {15}
+
+
+def test_an_item_of_a_shared_batch_of_one_is_that_one():
+    item = dc.Item(range(3, 4), [dc.item_generator(0, 3)], dc.Progress(), torch.device("cpu"))
+    shared, per_item = torch.zeros(1, 2), torch.arange(10.0).view(5, 2)
+    assert torch.equal(item.take(shared), shared) and torch.equal(item.take(per_item), per_item[3:4])
+
 def invert(backbone, target_image, layer, steps, optimizer, **kwargs):
     """A toy loss driver: find an image whose features at ``layer`` match ``target_image``'s, from noise."""
     extractor = backbone.extractor([layer, dc.INPUT])

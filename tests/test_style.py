@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import dream_core as dc
-import dream_core.style as style_module
+import dream_core.style.transfer as style_module
 from conftest import ROOT, random_backbone
 
 SIZE = (48, 64)

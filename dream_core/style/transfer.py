@@ -15,15 +15,15 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .backbones import Backbone
-from .dream import deepdream_memory
-from .errors import DreamError, check
-from .images import check_image, keep_colors, prepare_mask
-from .loop import (LBFGS_HISTORY, OPTIMIZERS, Cancel, Progress, ProgressFn, autocast_dtype, item_generator,
-                   optimize, tuned_for)
-from .objectives import TV_KINDS, Objective, total_variation
-from .pyramid import octave_sizes, resize
-from .references import content_objective
+from ..backbones import Backbone
+from ..errors import DreamError, check
+from ..images import check_image, keep_colors, prepare_mask
+from ..loop import (LBFGS_HISTORY, OPTIMIZERS, Cancel, Item, Progress, ProgressFn, autocast_dtype, for_each_item,
+                   optimize)
+from ..memory import pass_memory
+from ..objectives import TV_KINDS, Objective, total_variation
+from ..pyramid import octave_sizes, resize
+from .losses import content_objective
 
 __all__ = ["INITS", "SMALLEST_SCALE", "gatys_layers", "scale_sizes", "stylize", "stylize_memory"]
 
@@ -97,7 +97,7 @@ def stylize(
         content_image: :math:`(B, 3, H, W)` in 0..1 on any device; items are transferred one at a time
             on the backbone's device, and come back at their own size.
         backbone: vgg19 is Gatys'; ``load_backbone(..., pooling="avg")`` gives smoother results.
-        style: the style score to raise, from :func:`~dream_core.references.style_objective` (several
+        style: the style score to raise, from :func:`~dream_core.style.losses.style_objective` (several
             add up to a blend); any objective works, a dream layer included.
         content_weight: strength of the content match (relative feature distance at ``content_layer``);
             the style terms are relative distances too, so the default 0.1 lets the style show
@@ -138,35 +138,28 @@ def stylize(
           f"that {backbone.name} needs at these layers; enlarge it.")
     starts = None if isinstance(init, str) else check_image(init, "init_image")
     masks = None if mask is None else prepare_mask(mask, batch, (height, width)).to(backbone.device)
-    job = Progress.of(progress)
-    job.begin(batch * len(sizes) * steps)
     autocast = autocast_dtype(precision, backbone.device)
 
-    def transfer_item(index: int) -> Tensor:
-        item = contents[index:index + 1].to(backbone.device).contiguous()
-        region = None if masks is None else masks[index if masks.shape[0] > 1 else 0].unsqueeze(0)
-        generator = item_generator(seed, index)
+    def transfer(item: Item) -> Tensor:
+        content = item.take(contents).contiguous()
+        region = None if masks is None else item.take(masks)
         if init == "content":
-            picture = item
+            picture = content
         elif init == "noise":
-            picture = torch.rand(item.shape, generator=generator).to(backbone.device)
+            picture = torch.rand(content.shape, generator=item.generator).to(item.device)
         else:
-            picture = starts[index if starts.shape[0] > 1 else 0].unsqueeze(0).to(backbone.device)
+            picture = item.take(starts)
         for level, size in enumerate(sizes):
-            base = resize(item, size)
             pixels = resize(picture, size).clone()
-            render = _renderer(pixels, base, None if region is None else resize(region, size))
-            at_size = objective.at(size, index)
+            render = _renderer(pixels, resize(content, size), None if region is None else resize(region, size))
+            at_size = objective.at(size, item.index)
             picture = optimize([pixels], render, backbone.extractor(at_size.layers), at_size, steps=steps,
-                               optimizer=optimizer, lr=learning_rate, generator=generator, autocast=autocast,
-                               progress=job.part(index * len(sizes) + level, batch * len(sizes)),
-                               cancel=cancel, ema=ema)
-        if original_colors:
-            picture = keep_colors(picture, item)
-        return picture.to(content_image.device)
+                               optimizer=optimizer, lr=learning_rate, generator=item.generator, autocast=autocast,
+                               progress=item.progress.part(level, len(sizes)), cancel=cancel, ema=ema)
+        return keep_colors(picture, content) if original_colors else picture
 
-    with tuned_for(backbone.device):
-        return torch.cat([transfer_item(index) for index in range(batch)])
+    return for_each_item(batch, transfer, device=backbone.device, steps=len(sizes) * steps, seed=seed,
+                         progress=progress, cancel=cancel, to=content_image.device)
 
 
 def _renderer(pixels: Tensor, base: Tensor, region: Tensor | None) -> Callable[[], Tensor]:
@@ -180,13 +173,11 @@ def _renderer(pixels: Tensor, base: Tensor, region: Tensor | None) -> Callable[[
 def stylize_memory(size: tuple[int, int], backbone: Backbone, style: Objective, optimizer: str = "lbfgs",
                    content_layer: str | None = None) -> int:
     """Bytes a :func:`stylize` of one ``(H, W)`` item needs on the compute device beyond the weights:
-    the network's activations to the deepest style or content layer and image copies (as for a
-    one-octave untiled dream), plus the optimizer's state (L-BFGS keeps two images per remembered
-    step, Adam three images)."""
+    a :func:`~dream_core.memory.pass_memory` to the deepest style or content layer, plus the
+    optimizer's state (L-BFGS keeps two images per remembered step, Adam three images)."""
     layers = style.layers | {content_layer or gatys_layers(backbone)[0]}
-    image_bytes = 3 * 4 * size[0] * size[1]
     state = 2 * LBFGS_HISTORY if optimizer == "lbfgs" else 3
-    return deepdream_memory(size, backbone, layers, octaves=1, tile_size=0) + state * image_bytes
+    return pass_memory(size, backbone, layers) + state * 3 * 4 * size[0] * size[1]
 
 
 def _check_settings(content_weight: float, tv_weight: float, tv: str, optimizer: str, learning_rate: float,
