@@ -14,7 +14,8 @@ imports only from this top level.
 from .animate import (DEFAULT_FLOW, FLOWS, HOLD, colour_match, dream_video, dream_zoom, estimate_flow, flow_validity,
                       video_frames, warp, zoom_frames, zoom_transform)
 from .ascent import GRAD_NORMS, ascent_step, image_gradient, normalize_gradient, random_shift
-from .backbones import (BACKBONES, LOGITS, POOLINGS, Backbone, BackboneSpec, average_pooling, backbone_from_module,
+from .backbones import (BACKBONES, LOGITS, POOLINGS, Backbone, BackboneSpec, average_pooling, backbone_from_clip_vision,
+                        backbone_from_module,
                         backbone_names, fold_batchnorm, get_spec)
 from .dream import check_tile_size, deepdream, deepdream_memory
 from .errors import DreamCancelled, DreamError, LayerError, ShapeError, WeightsError
@@ -26,8 +27,9 @@ from .images import check_image, from_bhwc, keep_colors, load_image, prepare_mas
 from .loop import (LBFGS_HISTORY, OPTIMIZERS, Ascent, Item, Progress, TilePolicy, for_each_item, item_generator, optimize,
                    tuned_for)
 from .memory import pass_memory
+from .transformers import EMBEDDING, Tokens
 from .precision import PRECISIONS, LossScale, autocast_dtype
-from .objectives import (CHANNEL_MODES, CHOICES, LOSSES, TV_KINDS, LayerTerm, Objective, channel, content, guide, l2,
+from .objectives import (CHANNEL_MODES, CHOICES, LOSSES, TV_KINDS, LayerTerm, Objective, channel, content, cosine, guide, l2,
                          layer_objective, mean_activation, objective, neuron, pixel_l2, ranked_channels, terms_objective,
                          total_variation)
 from .param import PARAMETERIZATIONS, FourierImage, feature_visualize, robustness_transform
@@ -42,11 +44,11 @@ __all__ = [
     "ATTRIBUTION_CHUNK", "BACKBONES", "BASELINES", "CHANNEL_MODES", "CHOICES", "DEFAULT_FLOW", "DETAIL_MODES", "FLOWS", "FOOLING_METHODS", "GRAD_NORMS", "HOLD",
     "INITS", "INPUT", "LBFGS_HISTORY", "LOGITS", "LOSSES", "OPTIMIZERS", "PARAMETERIZATIONS", "POOLINGS",
     "PRECISIONS", "SALIENCY_METHODS", "STATISTICS", "TV_KINDS", "WEIGHT_EXTENSIONS", "Ascent", "Backbone",
-    "BackboneSpec", "DreamCancelled", "DreamError", "FeatureExtractor", "FoolingReport", "FourierImage", "Item",
+    "BackboneSpec", "DreamCancelled", "EMBEDDING", "Tokens", "DreamError", "FeatureExtractor", "FoolingReport", "FourierImage", "Item",
     "LayerError", "LayerTerm", "LossScale", "Objective", "OctaveSettings", "Prediction", "Progress", "ShapeError", "TilePolicy",
-    "WeightsError", "ascent_step", "attribution", "attribution_memory", "autocast_dtype", "average_pooling", "backbone_from_module",
+    "WeightsError", "ascent_step", "attribution", "attribution_memory", "autocast_dtype", "average_pooling", "backbone_from_clip_vision", "backbone_from_module",
     "backbone_names", "channel", "check_image", "check_tile_size", "colour_match", "class_visualize", "classify", "content",
-    "content_objective", "deepdream", "deepdream_memory", "download_weights", "default_weights_dir", "dream_octaves", "dream_video",
+    "content_objective", "cosine", "deepdream", "deepdream_memory", "download_weights", "default_weights_dir", "dream_octaves", "dream_video",
     "dream_zoom", "estimate_flow", "feature_visualize", "flow_validity", "for_each_item", "fold_batchnorm", "fool", "from_bhwc",
     "gatys_layers", "gaussian_blur", "get_spec", "gram_matrix", "guide", "guided_objective", "heatmap",
     "image_gradient", "invert_features", "item_generator", "keep_colors", "l2", "layer_objective", "load_backbone",

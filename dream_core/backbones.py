@@ -23,9 +23,10 @@ from torch import nn
 
 from .errors import DreamError, LayerError
 from .features import INPUT, FeatureExtractor
+from .transformers import ClassTokenHead, PatchEmbedding, block_stages, clip_vision_stages, transformer_layers
 
 __all__ = ["BackboneSpec", "Backbone", "BACKBONES", "LOGITS", "POOLINGS", "get_spec", "backbone_names",
-           "fold_batchnorm", "average_pooling", "backbone_from_module"]
+           "fold_batchnorm", "average_pooling", "backbone_from_module", "backbone_from_clip_vision"]
 
 LOGITS = "logits"
 """The last layer of every registry catalogue: the classifier's output, one score per class."""
@@ -148,6 +149,28 @@ def _torchvision(builder: str) -> Callable[..., nn.Module]:
     return getattr(torchvision.models, builder)
 
 
+def _vit_trunk(model: nn.Module) -> list[nn.Module]:
+    """torchvision's VisionTransformer as transformer stages (see :mod:`dream_core.transformers`): its
+    position embeddings interpolated, each ``EncoderBlock`` split at the MLP's hidden units, the final
+    layer norm and the heads on the class token."""
+    encoder = model.encoder
+    parts = [(block.ln_1, _Attention(block.self_attention), block.ln_2, block.mlp[0], block.mlp[1], block.mlp[3])
+             for block in encoder.layers]
+    return [PatchEmbedding(model.conv_proj, lambda: encoder.pos_embedding, lambda: model.class_token),
+            *block_stages(parts), ClassTokenHead(encoder.ln, model.heads)]
+
+
+class _Attention(nn.Module):
+    """``nn.MultiheadAttention`` as self-attention of one input (torchvision's encoder blocks)."""
+
+    def __init__(self, attention: nn.MultiheadAttention) -> None:
+        super().__init__()
+        self.attention = attention
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attention(x, x, x, need_weights=False)[0]
+
+
 _VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 _VGG19 = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
 _INCEPTION_V3_MIXED = ["Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c",
@@ -225,6 +248,19 @@ BACKBONES: dict[str, BackboneSpec] = {
             weights_url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
             default_layer="features.10",
             categories="MobileNet_V2_Weights.IMAGENET1K_V1",
+        ),
+        BackboneSpec(
+            name="vit_b_16",
+            title="ViT-B/16 (Dosovitskiy et al. 2020), a vision transformer; layers block{i}.mlp are its MLP units",
+            build=lambda: _torchvision("vit_b_16")(weights=None),
+            trunk=_vit_trunk,
+            layers=transformer_layers(768, 3072, 12, LOGITS, 1000),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            native_size=224,
+            weights_url="https://download.pytorch.org/models/vit_b_16-c867db91.pth",
+            default_layer="block8.mlp",
+            categories="ViT_B_16_Weights.IMAGENET1K_V1",
         ),
         BackboneSpec(
             name="alexnet",
@@ -485,6 +521,34 @@ def backbone_from_module(
         default_layer=default_layer or (trunk_names[-1] if trunk_names else LOGITS),
         categories=tuple(class_names))
     return Backbone(spec, module, f"module {type(module).__name__}")
+
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def backbone_from_clip_vision(model: nn.Module, *, image_size: int = 224, mean: Sequence[float] = CLIP_MEAN,
+                              std: Sequence[float] = CLIP_STD, name: str = "clip_vision") -> Backbone:
+    """A CLIP vision tower as a backbone: the model of ComfyUI's ``CLIP_VISION`` (``clip_vision.model``) or
+    transformers' ``CLIPVisionModelWithProjection``, whose weights the caller already loaded.
+
+    Its catalogue (see :mod:`dream_core.transformers`): ``patches``, ``block{i}.mlp`` (the MLP units)
+    and ``block{i}`` per encoder block, and ``embedding``, the projected image embedding that CLIP
+    compares with text. The picture is normalised in float with ``mean`` and ``std`` (ComfyUI's own
+    preprocessing rounds to 8 bits, which has no gradient) and seen at its own size, the position
+    embeddings interpolated from ``image_size``. The module is frozen and put in eval mode in place.
+    """
+    try:
+        stages, layers = clip_vision_stages(model)
+    except (AttributeError, ValueError) as error:
+        raise DreamError(f"{name}: {type(model).__name__} is not a CLIP ViT vision tower ({error}); "
+                         "load a CLIP vision model (ViT-L, ViT-H, ViT-bigG).") from None
+    blocks = (len(layers) - 2) // 2
+    spec = BackboneSpec(
+        name=name, title=f"{name}: CLIP vision, {blocks} blocks", build=_not_rebuildable(name),
+        trunk=lambda _: stages, layers=layers, mean=tuple(mean), std=tuple(std), native_size=image_size,
+        weights_url="", default_layer=f"block{(2 * blocks) // 3}.mlp")
+    return Backbone(spec, model, f"CLIP vision {type(model).__name__}")
 
 
 def _not_rebuildable(name: str) -> Callable[[], nn.Module]:

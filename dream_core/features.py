@@ -13,11 +13,24 @@ from collections.abc import Collection, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["FeatureExtractor", "INPUT"]
+__all__ = ["FeatureExtractor", "INPUT", "Stage"]
 
 INPUT = "input"
 """The reserved layer name under which the extractor also returns the image itself, 0..1 RGB
 :math:`(B, 3, H, W)`, as it was given (before the network's normalisation)."""
+
+
+class Stage(nn.Module):
+    """A trunk stage whose output is not itself its catalogue activation.
+
+    A CNN stage passes on a map, and that map is the layer. A transformer's stages pass on tokens
+    (with what the next stage needs), and a layer is a map made from them (see
+    :mod:`dream_core.transformers`): :meth:`activation` says which.
+    """
+
+    def activation(self, output: object) -> Tensor:
+        """The layer's activation :math:`(B, C, h, w)` (or :math:`(B, C)`) from this stage's output."""
+        return output
 
 
 class FeatureExtractor(nn.Module):
@@ -149,6 +162,8 @@ class FeatureExtractor(nn.Module):
         x = ((image - mean) / std).contiguous(memory_format=self.memory_format)
         for name, stage in zip(self.names, self.stages):
             x = stage(x)
-            for output in self._outputs.get(name, ()):
-                activations[output] = x
+            names = self._outputs.get(name, ())
+            if names:
+                activation = stage.activation(x) if isinstance(stage, Stage) else x
+                activations.update(dict.fromkeys(names, activation))
         return activations

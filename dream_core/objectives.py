@@ -35,7 +35,7 @@ from .errors import DreamError, check
 from .features import INPUT
 
 __all__ = ["Objective", "objective", "l2", "mean_activation", "channel", "layer_objective", "LOSSES",
-           "LayerTerm", "terms_objective", "guide", "content", "total_variation", "pixel_l2", "TV_KINDS",
+           "LayerTerm", "terms_objective", "guide", "cosine", "content", "total_variation", "pixel_l2", "TV_KINDS",
            "ranked_channels", "CHANNEL_MODES", "CHOICES", "neuron"]
 
 Activations = Mapping[str, Tensor]
@@ -329,6 +329,33 @@ def guide(layer: str, guide_activation: Tensor) -> Callable[[Activations], Tenso
 def at_least_float32(tensor: Tensor) -> Tensor:
     """``tensor`` in at least float32: half-precision activations are promoted, float64 stays (for gradcheck)."""
     return tensor if tensor.dtype == torch.float64 else tensor.float()
+
+
+@objective
+def cosine(layer: str, target: Tensor) -> Callable[[Activations], Tensor]:
+    """The cosine similarity between the layer's activation (flattened per item) and ``target``: 1 when
+    they point the same way, -1 when opposite.
+
+    CLIP compares pictures and texts this way: ``cosine("embedding", text)`` pulls the picture
+    towards a prompt's embedding, ``- cosine("embedding", other)`` pushes it away from another (a
+    negative prompt), and a second picture's embedding as ``target`` guides a dream in CLIP space.
+
+    Args:
+        layer: the layer to compare (CLIP's ``embedding``).
+        target: one vector :math:`(E,)` or :math:`(1, E)`, with as many values as the layer has per item.
+    """
+    wanted = DeviceCopies(target.detach().reshape(1, -1))
+
+    def score(acts: Activations) -> Tensor:
+        features = at_least_float32(acts[layer]).flatten(1)
+        goal = wanted.like(features)
+        if goal.shape[1] != features.shape[1]:
+            raise DreamError(f"cosine: the target has {goal.shape[1]} values, {layer} has {features.shape[1]} per "
+                             "image; make the target with the same model (e.g. SDXL's CLIP-G with a ViT-bigG vision "
+                             "model: both 1280).")
+        return torch.nn.functional.cosine_similarity(features, goal, dim=1)
+
+    return score
 
 
 @objective

@@ -1,0 +1,138 @@
+"""Vision transformers: torchvision's ViT in the registry, and CLIP vision towers from the host's graph."""
+
+import pytest
+import torch
+
+import dream_core as dc
+from clip_standin import ClipVision, preprocess
+from conftest import random_backbone
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return ClipVision(seed=0)
+
+
+@pytest.fixture(scope="module")
+def clip_backbone(clip):
+    return dc.backbone_from_clip_vision(clip.model, image_size=clip.image_size, mean=clip.image_mean,
+                                        std=clip.image_std)
+
+
+def pictures(count, size, seed=0):
+    return torch.rand(count, 3, *size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_vit_catalogue_runs_torchvisions_own_forward_and_maps_any_size():
+    """The staged forward (position embeddings, split blocks, class-token head) is torchvision's at 224 px:
+    logits equal. At other sizes every layer is a map of the picture's patch grid, class token dropped."""
+    vit = random_backbone("vit_b_16")
+    head = vit.model.heads.head
+    original = head.weight.clone()
+    torch.nn.init.normal_(head.weight, std=0.02)  # torchvision starts the head at zero: nothing to compare
+    try:
+        image = pictures(2, (224, 224))
+        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (vit.spec.mean, vit.spec.std))
+        with torch.no_grad():
+            theirs = vit.model((image - mean) / std)
+            ours = vit.extractor([dc.LOGITS])(image)[dc.LOGITS]
+        assert theirs.abs().max() > 0.1 and torch.allclose(ours, theirs, atol=1e-5)
+    finally:
+        head.weight.copy_(original)
+    acts = vit.extractor(["patches", "block3.mlp", "block3"])(pictures(1, (160, 96)))
+    assert {name: tuple(a.shape) for name, a in acts.items()} == {
+        "patches": (1, 768, 10, 6), "block3.mlp": (1, 3072, 10, 6), "block3": (1, 768, 10, 6)}
+
+
+@pytest.mark.parametrize("size", [(96, 128), (160, 112)])
+def test_vit_dreams_at_sizes_other_than_its_own(size):
+    vit = random_backbone("vit_b_16")
+    image = pictures(1, size)
+    dream = dc.deepdream(image, vit, dc.l2("block4.mlp"), steps=2, octaves=1, jitter=8)
+    assert dream.shape == image.shape and (dream - image).abs().mean() > 1e-3
+
+
+def test_clip_block_maps_are_the_patch_tokens_without_the_class_token(clip, clip_backbone):
+    """Catches a class token left in a spatial map (its values would sit on the first patch)."""
+    seen = {}
+    handle = clip.model.vision_model.encoder.layers[1].register_forward_hook(
+        lambda module, inputs, output: seen.setdefault("tokens", output))
+    image = pictures(1, (32, 32))
+    with torch.no_grad():
+        clip.model((image - torch.tensor(clip.image_mean).view(1, 3, 1, 1)) / torch.tensor(clip.image_std).view(1, 3, 1, 1))
+        ours = clip_backbone.extractor(["block1"])(image)["block1"]
+    handle.remove()
+    patches = seen["tokens"][:, 1:]  # (1, 16, width): the 4 x 4 grid in row-major order
+    assert ours.shape == (1, 32, 4, 4)
+    assert torch.allclose(ours.flatten(2).transpose(1, 2), patches, atol=1e-5)
+
+
+def test_clip_embedding_is_encode_images_on_the_8_bit_grid(clip, clip_backbone):
+    """At the model's own size and on the 8-bit grid, the host's preprocessing changes nothing that ours
+    does not: the embeddings agree (ours stays differentiable)."""
+    image = torch.randint(0, 256, (2, 32, 32, 3), generator=torch.Generator().manual_seed(1)) / 255.0
+    theirs = clip.encode_image(image)["image_embeds"]
+    with torch.no_grad():
+        ours = clip_backbone.extractor([dc.EMBEDDING])(image.movedim(-1, 1))[dc.EMBEDDING]
+    assert torch.nn.functional.cosine_similarity(ours, theirs).min() > 1 - 1e-4
+
+
+def test_the_gradient_reaches_the_pixels_where_the_hosts_preprocessing_has_none(clip, clip_backbone):
+    """The one-line bug: preprocessing with ComfyUI's 8-bit rounding gives an all-zero gradient."""
+    target = torch.randn(24, generator=torch.Generator().manual_seed(2))
+    objective = dc.cosine(dc.EMBEDDING, target)
+    for size in [(32, 32), (48, 40)]:
+        leaf = pictures(1, size).requires_grad_(True)
+        objective(clip_backbone.extractor(objective.layers)(leaf)).sum().backward()
+        assert leaf.grad.abs().mean() > 0
+    leaf = pictures(1, (32, 32)).requires_grad_(True)
+    rounded = preprocess(leaf.movedim(1, -1), clip.image_size, clip.image_mean, clip.image_std)
+    clip.model(rounded)[2].sum().backward()
+    assert leaf.grad.abs().max() == 0
+
+
+def _embedding(backbone, image):
+    with torch.no_grad():
+        return backbone.extractor([dc.EMBEDDING])(image)[dc.EMBEDDING]
+
+
+def _cos(a, b):
+    return torch.nn.functional.cosine_similarity(a, b.reshape(1, -1)).item()
+
+
+def test_an_embedding_target_pulls_the_picture_and_a_negative_pushes_it(clip_backbone):
+    """A sign flip of the cosine, or a negative prompt added instead of subtracted, turns one of these around."""
+    image = pictures(1, (64, 64), seed=3)
+    prompt = torch.randn(24, generator=torch.Generator().manual_seed(4))
+    start = _cos(_embedding(clip_backbone, image), prompt)
+    settings = dict(steps=20, octaves=1, jitter=0, step_size=0.02)
+    pulled = dc.deepdream(image, clip_backbone, dc.cosine(dc.EMBEDDING, prompt), **settings)
+    pushed = dc.deepdream(image, clip_backbone, -dc.cosine(dc.EMBEDDING, prompt), **settings)
+    assert _cos(_embedding(clip_backbone, pulled), prompt) > start + 0.3
+    assert _cos(_embedding(clip_backbone, pushed), prompt) < start - 0.3
+
+
+def test_a_clip_guided_dream_ends_nearer_its_guide_than_an_unguided_one(clip_backbone):
+    image, guide = pictures(1, (64, 64), seed=5), pictures(1, (32, 32), seed=6) ** 3
+    target = _embedding(clip_backbone, guide)
+    settings = dict(steps=20, octaves=1, jitter=0, step_size=0.02)
+    guided = dc.deepdream(image, clip_backbone, dc.cosine(dc.EMBEDDING, target) + dc.l2("block1.mlp"), **settings)
+    unguided = dc.deepdream(image, clip_backbone, dc.l2("block1.mlp"), **settings)
+    # A random tower's embeddings all lean one way (cosine ~0.9 to any other picture's): compare distances.
+    assert 1 - _cos(_embedding(clip_backbone, guided), target) < 0.5 * (1 - _cos(_embedding(clip_backbone, unguided), target))
+
+
+def test_cosine_is_one_for_the_same_direction_and_minus_one_for_the_opposite():
+    vector = torch.randn(1, 24)
+    assert dc.cosine(dc.EMBEDDING, 3 * vector)({dc.EMBEDDING: vector}).item() == pytest.approx(1.0, abs=1e-6)
+    assert dc.cosine(dc.EMBEDDING, -vector)({dc.EMBEDDING: vector}).item() == pytest.approx(-1.0, abs=1e-6)
+
+
+def test_mismatched_widths_and_towers_without_a_class_token_are_explained(clip, clip_backbone):
+    with pytest.raises(dc.DreamError, match="the target has 1280 values, embedding has 24 per image"):
+        dc.deepdream(pictures(1, (32, 32)), clip_backbone, dc.cosine(dc.EMBEDDING, torch.zeros(1280)), steps=1,
+                     octaves=1)
+    siglip = ClipVision(seed=1).model
+    siglip.vision_model.embeddings.class_embedding = None
+    with pytest.raises(dc.DreamError, match="is not a CLIP ViT vision tower .*class token"):
+        dc.backbone_from_clip_vision(siglip)
