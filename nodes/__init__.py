@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import host
 from .animation_nodes import DreamVideo, DreamZoom
 from .backbone_nodes import LoadBackbone, SelectLayer
+from .clip_nodes import ClipTarget, ClipVisionBackbone
 from .dream_nodes import DeepDream, GuidedDream, OctavePyramid
 from .explain_nodes import Classify, ClassVisualize, FeatureInversion, FeatureVisualize, FoolingImage, Saliency
 from .catalogue import layer_catalogue
@@ -13,6 +14,7 @@ from .style_nodes import ContentLoss, SelectStyleLayer, StyleLoss, StyleTransfer
 NODE_CONFIG = {
     # Loaders
     "DD_LoadBackbone": {"class": LoadBackbone, "name": "Load Dream Backbone"},
+    "DD_ClipVisionBackbone": {"class": ClipVisionBackbone, "name": "CLIP Vision Backbone"},
     # Dreaming
     "DD_SelectLayer": {"class": SelectLayer, "name": "Select Dream Layer"},
     "DD_OctavePyramid": {"class": OctavePyramid, "name": "Octave Pyramid"},
@@ -35,6 +37,7 @@ NODE_CONFIG = {
     "DD_StyleLoss": {"class": StyleLoss, "name": "Style Loss"},
     "DD_ContentLoss": {"class": ContentLoss, "name": "Content Loss"},
     "DD_TVLoss": {"class": TVLoss, "name": "TV Loss"},
+    "DD_ClipTarget": {"class": ClipTarget, "name": "CLIP Embedding Target"},
 }
 
 LAYERS_ROUTE = "/deepdream/layers"  # the catalogue the frontend extension (web/) narrows the layer menus with

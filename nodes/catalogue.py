@@ -11,18 +11,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..dream_core import BACKBONES, DreamError, LayerTerm
+from ..dream_core import BACKBONES, EMBEDDING, DreamError, LayerTerm
+from ..dream_core.transformers import transformer_layers
 from . import host
 
-LAYER_MENU = list(dict.fromkeys(
-    name for spec in BACKBONES.values() for name in (*spec.layers, *spec.aliases)))
-"""Every layer and alias of every registry backbone, in catalogue order."""
+CLIP_TOWERS = {  # the CLIP vision configs ComfyUI loads (comfy/clip_vision_config_*.json): width, MLP, blocks, projection
+    "clip_vision ViT-L/14": transformer_layers(1024, 4096, 24, EMBEDDING, 768),
+    "clip_vision ViT-H/14": transformer_layers(1280, 5120, 32, EMBEDDING, 1024),
+    "clip_vision ViT-bigG/14": transformer_layers(1664, 8192, 48, EMBEDDING, 1280),
+}
+"""The layers of the CLIP vision towers a CLIP Vision Backbone can wrap (not in the registry: they come
+from the graph), so their layers are in the menu and their channels checked."""
+
+_CATALOGUES = [*({**spec.layers, **{alias: spec.layers[name] for alias, name in spec.aliases.items()}}
+                 for spec in BACKBONES.values()), *CLIP_TOWERS.values()]
+
+LAYER_MENU = list(dict.fromkeys(name for catalogue in _CATALOGUES for name in catalogue))
+"""Every layer and alias of every registry backbone and CLIP tower, in catalogue order."""
 
 
 def layer_widths(layer: str) -> list[int]:
-    """The channel counts ``layer`` (or an alias of it) has in the registry's backbones; empty if none has it."""
-    return [spec.layers[spec.aliases.get(layer, layer)] for spec in BACKBONES.values()
-            if spec.aliases.get(layer, layer) in spec.layers]
+    """The channel counts ``layer`` (or an alias of it) has in the registry's backbones and the CLIP towers;
+    empty if none has it."""
+    return [catalogue[layer] for catalogue in _CATALOGUES if layer in catalogue]
 
 
 def check_layer_channel(layer: str, channel: int) -> None:

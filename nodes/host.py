@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from ..dream_core import WEIGHT_EXTENSIONS, Backbone, Progress, WeightsError, default_weights_dir, to_pil
+from ..dream_core import (WEIGHT_EXTENSIONS, Backbone, Progress, WeightsError, backbone_from_clip_vision,
+                         default_weights_dir, to_pil)
 
 try:  # inside ComfyUI
     import comfy.model_management as model_management
@@ -191,6 +192,23 @@ def warn_once(message: str) -> None:
         log.warning("DeepDreamNodes: %s", message)
 
 
+_clip_backbones: weakref.WeakKeyDictionary[object, Backbone] = weakref.WeakKeyDictionary()
+
+
+def clip_vision_backbone(clip_vision) -> Backbone:
+    """The backbone of a ``CLIP_VISION`` (core's Load CLIP Vision), made once per loaded model. It wraps the
+    host's module in place, so it is placed on the GPU by that model's own patcher, never a second one."""
+    backbone = _clip_backbones.get(clip_vision)
+    if backbone is None:
+        with gradients():
+            backbone = backbone_from_clip_vision(clip_vision.model, image_size=clip_vision.image_size,
+                                                 mean=clip_vision.image_mean, std=clip_vision.image_std)
+        _clip_backbones[clip_vision] = backbone
+        if ModelPatcher is not None and getattr(clip_vision, "patcher", None) is not None:
+            _patchers[backbone] = clip_vision.patcher
+    return backbone
+
+
 def place(backbone: Backbone, device: torch.device, memory: int) -> None:
     """Put ``backbone`` on ``device`` with ``memory`` bytes of working space free beside its weights.
 
@@ -290,5 +308,5 @@ __all__ = [
     "register_model_folder", "install_example_inputs", "weights_dir", "weight_files", "weight_file", "compute_device",
     "precision",
     "output_device", "gradients", "make_trainable_copy_if_inference", "cached_backbone", "weights_key", "warn_once", "place",
-    "dreaming", "progress", "interrupted", "download_progress", "add_json_route",
+    "dreaming", "progress", "interrupted", "download_progress", "add_json_route", "clip_vision_backbone",
 ]

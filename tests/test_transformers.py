@@ -136,3 +136,31 @@ def test_mismatched_widths_and_towers_without_a_class_token_are_explained(clip, 
     siglip.vision_model.embeddings.class_embedding = None
     with pytest.raises(dc.DreamError, match="is not a CLIP ViT vision tower .*class token"):
         dc.backbone_from_clip_vision(siglip)
+
+
+def conditioning(pooled):
+    """CLIP Text Encode's CONDITIONING: ``[[tokens, {"pooled_output": (1, E)}]]``."""
+    return [[torch.zeros(1, 77, 8), {"pooled_output": pooled.reshape(1, -1)}]]
+
+
+def test_nodes_dream_a_host_clip_vision_towards_a_prompt_and_away_from_a_negative(pack, fake_host):
+    """As in ComfyUI: the CLIP_VISION was loaded under inference mode (its weights are inference tensors)
+    and every node runs under it. The prompt's cosine rises; the negative's falls; widths are checked."""
+    nodes = pack.NODE_CLASS_MAPPINGS
+    with torch.inference_mode():
+        clip = ClipVision(seed=3)
+        backbone, = nodes["DD_ClipVisionBackbone"]().build(clip)
+        assert nodes["DD_ClipVisionBackbone"]().build(clip)[0] is backbone  # one backbone per loaded model
+        layers, = nodes["DD_SelectLayer"]().select(backbone, "block1.mlp", 0.0, -1, "l2")
+        prompt, other = torch.randn(2, 24, generator=torch.Generator().manual_seed(7))
+        target, = nodes["DD_ClipTarget"]().build(backbone, 1.0, positive=conditioning(prompt),
+                                                 negative=conditioning(other))
+        image = torch.rand(1, 48, 48, 3, generator=torch.Generator().manual_seed(8))
+        dream, = nodes["DD_DeepDream"]().dream(image, backbone, layers, steps=15, step_size=0.02, jitter=0, seed=0,
+                                               objective=target)
+        with pytest.raises(pack.nodes.clip_nodes.DreamError, match="the text embedding has 1280 values, "
+                           "clip_vision's image embedding 24"):
+            nodes["DD_ClipTarget"]().build(backbone, 1.0, positive=conditioning(torch.zeros(1280)))
+    before, after = (_embedding(backbone, picture.movedim(-1, 1)) for picture in (image, dream))
+    assert _cos(after, prompt) > _cos(before, prompt) + 0.2
+    assert _cos(after, other) < _cos(before, other)
