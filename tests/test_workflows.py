@@ -77,7 +77,8 @@ def test_ui_file_and_api_twin_hold_the_same_graph(name):
 
 def test_the_promised_examples_exist():
     assert set(EXAMPLES) == {"deepdream_basic", "deepdream_multilayer", "guided_dream", "dream_after_generation",
-                             "dream_with_style", "style_transfer", "explain_network", "dream_zoom", "dream_video", "feature_visualization"}
+                             "dream_with_style", "style_transfer", "explain_network", "dream_zoom", "dream_video", "feature_visualization",
+                             "clip_vision_dream", "clip_prompt_dream"}
 
 
 @pytest.mark.parametrize("name", EXAMPLES)

@@ -6,6 +6,8 @@ No pytest here: ``test_stock_install`` runs it in a subprocess that can import o
 
 import torch
 
+from clip_standin import ClipVision
+
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 PACK_NAME = "deepdream-nodes-under-test"  # any folder name: ComfyUI imports the pack as a package
 
@@ -25,6 +27,7 @@ def import_pack():
 
 
 SIZE = (48, 64)
+CLIP_WIDTH = 24  # the stand-in CLIP's embedding width, and its text encoder's
 
 
 def stand_ins(saved):
@@ -59,7 +62,9 @@ def stand_ins(saved):
         "CreateVideo": lambda images, fps, audio=None: (images,),
         "SaveVideo": lambda video, filename_prefix, format, codec: saved.append((filename_prefix, video)) or (),
         "CheckpointLoaderSimple": lambda ckpt_name: ("model", "clip", "vae"),
-        "CLIPTextEncode": lambda clip, text: ("conditioning",),
+        "CLIPTextEncode": lambda clip, text: ([[torch.zeros(1, 77, 8), {"pooled_output": torch.randn(
+            1, CLIP_WIDTH, generator=torch.Generator().manual_seed(len(text)))}]],),
+        "CLIPVisionLoader": lambda clip_name: (ClipVision(blocks=48, projection=CLIP_WIDTH),),
         "EmptyLatentImage": lambda width, height, batch_size: ("latent",),
         "KSampler": lambda **inputs: ("latent",),
         "VAEDecode": generated,

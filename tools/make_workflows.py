@@ -36,6 +36,7 @@ CORE = {
                   ("latent_image", "LATENT")],
                  ["seed", "steps", "cfg", "sampler_name", "scheduler", "denoise"], [("LATENT", "LATENT")]),
     "VAEDecode": ([("samples", "LATENT"), ("vae", "VAE")], [], [("IMAGE", "IMAGE")]),
+    "CLIPVisionLoader": ([], ["clip_name"], [("CLIP_VISION", "CLIP_VISION")]),
 }
 
 
@@ -140,10 +141,32 @@ WORKFLOWS = {
         (2, "GetVideoComponents", {"video": (1, 0)}),
         (3, "DD_LoadBackbone", {"backbone": "googlenet", "weights": DOWNLOAD, "seed": 0}),
         (4, "DD_SelectLayer", {"backbone": (3, 0), "layer": "inception4c", "weight": 1.0, "channel": -1, "loss": "l2"}),
-        (5, "DD_DreamVideo", {"frames": (2, 0), "backbone": (3, 0), "layers": (4, 0), "blend": 0.8, "flow": "farneback",
+        (5, "DD_DreamVideo", {"frames": (2, 0), "backbone": (3, 0), "layers": (4, 0), "carry": 0.8, "flow": "farneback",
                               "steps_per_frame": 5, "step_size": 0.01, "jitter": 32, "seed": 0}),
         (6, "CreateVideo", {"images": (5, 0), "audio": (2, 1), "fps": 12.0}),
         (7, "SaveVideo", {"video": (6, 0), "filename_prefix": "video/dream_video", "format": "auto", "codec": "auto"}),
+    ],
+    "clip_vision_dream": [
+        (1, "LoadImage", {"image": IMAGE_IN, "upload": "image"}),
+        (2, "CLIPVisionLoader", {"clip_name": "clip_vision_vit_l.safetensors"}),
+        (3, "DD_ClipVisionBackbone", {"clip_vision": (2, 0)}),
+        (4, "DD_SelectLayer", {"backbone": (3, 0), "layer": "block16.mlp", "weight": 1.0, "channel": -1, "loss": "l2"}),
+        (5, "DD_OctavePyramid", {"octaves": 3, "octave_scale": 1.4, "detail": "reinject", "blend": 0.6}),
+        (6, "DD_DeepDream", {"image": (1, 0), "backbone": (3, 0), "layers": (4, 0), "octaves": (5, 0), **DREAM}),
+        (7, "SaveImage", {"images": (6, 0), "filename_prefix": "clip_vision_dream"}),
+    ],
+    "clip_prompt_dream": [
+        (1, "LoadImage", {"image": IMAGE_IN, "upload": "image"}),
+        (2, "CheckpointLoaderSimple", {"ckpt_name": "sd_xl_base_1.0.safetensors"}),
+        (3, "CLIPTextEncode", {"clip": (2, 1), "text": "a coral reef full of bright fish"}),
+        (4, "CLIPTextEncode", {"clip": (2, 1), "text": "grey, dull, blurry"}),
+        (5, "CLIPVisionLoader", {"clip_name": "clip_vision_g.safetensors"}),
+        (6, "DD_ClipVisionBackbone", {"clip_vision": (5, 0)}),
+        (7, "DD_SelectLayer", {"backbone": (6, 0), "layer": "block32.mlp", "weight": 0.2, "channel": -1, "loss": "l2"}),
+        (8, "DD_ClipTarget", {"backbone": (6, 0), "positive": (3, 0), "negative": (4, 0), "weight": 1.0,
+                              "negative_weight": 0.5}),
+        (9, "DD_DeepDream", {"image": (1, 0), "backbone": (6, 0), "layers": (7, 0), "objective": (8, 0), **DREAM}),
+        (10, "SaveImage", {"images": (9, 0), "filename_prefix": "clip_prompt_dream"}),
     ],
     "feature_visualization": [
         (1, "DD_LoadBackbone", {"backbone": "googlenet", "weights": DOWNLOAD, "seed": 0}),

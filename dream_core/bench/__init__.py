@@ -49,8 +49,7 @@ from ..images import to_pil
 from ..loop import optimize
 from ..objectives import LayerTerm, l2, total_variation
 from ..pyramid import octave_sizes
-from ..references import content_objective, style_objective
-from ..style import gatys_layers
+from ..style import content_objective, gatys_layers, style_objective
 from ..weights import load_backbone
 from .naive import NaiveDreamer
 
