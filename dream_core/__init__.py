@@ -29,7 +29,7 @@ from .loop import (LBFGS_HISTORY, OPTIMIZERS, Ascent, Item, Progress, TilePolicy
 from .memory import pass_memory
 from .transformers import EMBEDDING, Tokens
 from .precision import PRECISIONS, LossScale, autocast_dtype
-from .objectives import (CHANNEL_MODES, CHOICES, LOSSES, TV_KINDS, LayerTerm, Objective, channel, content, cosine, guide, l2,
+from .objectives import (CHANNEL_MODES, CHOICES, LOSSES, TV_KINDS, LayerTerm, Objective, channel, content, cosine, direction, diversity, guide, l2,
                          layer_objective, mean_activation, objective, neuron, pixel_l2, ranked_channels, terms_objective,
                          total_variation)
 from .param import PARAMETERIZATIONS, FourierImage, feature_visualize, robustness_transform
@@ -48,7 +48,7 @@ __all__ = [
     "LayerError", "LayerTerm", "LossScale", "Objective", "OctaveSettings", "Prediction", "Progress", "ShapeError", "TilePolicy",
     "WeightsError", "ascent_step", "attribution", "attribution_memory", "autocast_dtype", "average_pooling", "backbone_from_clip_vision", "backbone_from_module",
     "backbone_names", "channel", "check_image", "check_tile_size", "colour_match", "class_visualize", "classify", "content",
-    "content_objective", "cosine", "deepdream", "deepdream_memory", "download_weights", "default_weights_dir", "dream_octaves", "dream_video",
+    "content_objective", "cosine", "deepdream", "deepdream_memory", "direction", "diversity", "download_weights", "default_weights_dir", "dream_octaves", "dream_video",
     "dream_zoom", "estimate_flow", "feature_visualize", "flow_validity", "for_each_item", "fold_batchnorm", "fool", "from_bhwc",
     "gatys_layers", "gaussian_blur", "get_spec", "gram_matrix", "guide", "guided_objective", "heatmap",
     "image_gradient", "invert_features", "item_generator", "keep_colors", "l2", "layer_objective", "load_backbone",

@@ -35,7 +35,7 @@ from .errors import DreamError, check
 from .features import INPUT
 
 __all__ = ["Objective", "objective", "l2", "mean_activation", "channel", "layer_objective", "LOSSES",
-           "LayerTerm", "terms_objective", "guide", "cosine", "content", "total_variation", "pixel_l2", "TV_KINDS",
+           "LayerTerm", "terms_objective", "guide", "cosine", "direction", "diversity", "content", "total_variation", "pixel_l2", "TV_KINDS",
            "ranked_channels", "CHANNEL_MODES", "CHOICES", "neuron"]
 
 Activations = Mapping[str, Tensor]
@@ -329,6 +329,48 @@ def guide(layer: str, guide_activation: Tensor) -> Callable[[Activations], Tenso
 def at_least_float32(tensor: Tensor) -> Tensor:
     """``tensor`` in at least float32: half-precision activations are promoted, float64 stays (for gradcheck)."""
     return tensor if tensor.dtype == torch.float64 else tensor.float()
+
+
+@objective
+def direction(layer: str, vector: Tensor) -> Callable[[Activations], Tensor]:
+    """How far the layer's features point along ``vector``, a direction in its channel space (lucid's
+    ``direction``): the cosine between each position's channel vector and ``vector``, averaged over the
+    positions. Directions that are no single channel (a sum of units, a difference of two classes'
+    features) become visualisable.
+
+    Args:
+        layer: the layer whose channel space ``vector`` lives in.
+        vector: :math:`(C,)`.
+    """
+    wanted = DeviceCopies(vector.detach().reshape(-1))
+
+    def score(acts: Activations) -> Tensor:
+        activation = at_least_float32(acts[layer])
+        goal = wanted.like(activation)
+        if goal.shape[0] != activation.shape[1]:
+            raise DreamError(f"direction: the vector has {goal.shape[0]} values, {layer} has {activation.shape[1]} "
+                             "channels; give one value per channel.")
+        goal = goal.reshape(1, -1, *([1] * (activation.ndim - 2)))
+        return torch.nn.functional.cosine_similarity(activation, goal, dim=1).flatten(1).mean(1)
+
+    return score
+
+
+@objective
+def diversity(layer: str) -> Callable[[Activations], Tensor]:
+    """How different the batch items' styles at ``layer`` are (lucid's ``diversity``): item ``i``'s score is
+    minus the sum of the cosines between its normalised Gram matrix and every other item's, divided by
+    the batch size (the items' scores add up to lucid's). It reads the whole batch, so the batch must
+    be optimised together (``feature_visualize(..., diversity=w)`` does); alone, an item scores 0.
+    """
+
+    def score(acts: Activations) -> Tensor:
+        features = at_least_float32(acts[layer]).flatten(2)
+        grams = torch.nn.functional.normalize((features @ features.transpose(1, 2)).flatten(1), dim=1)
+        similarity = grams @ grams.T
+        return -(similarity.sum(1) - similarity.diagonal()) / features.shape[0]
+
+    return score
 
 
 @objective

@@ -298,6 +298,11 @@ class FeatureVisualize:
                                 "correlation, so colours move together."}),
                 "transforms": ("BOOLEAN", {"default": True, "tooltip": "Pad, jitter, scale and rotate at every step: "
                                "only features that survive being moved are kept."}),
+                "negative": ("BOOLEAN", {"default": False, "tooltip": "Minimise instead: what the channel, neuron or "
+                             "class is most against."}),
+                "diversity": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 10000.0, "step": 10.0, "tooltip":
+                              "Push the pictures of the batch apart (lucid's diversity, at the layer): each shows "
+                              "another facet of the feature; the batch is optimised together. lucid: 100 to 1000."}),
                 **precision_input(),
             },
         }
@@ -312,13 +317,17 @@ class FeatureVisualize:
 
     def visualize(self, backbone: Backbone, layer: str, target: str, index: int, width: int, height: int,
                   batch: int, steps: int, seed: int, learning_rate: float = 0.05, parameterization: str = "fft",
-                  decorrelate: bool = True, transforms: bool = True, precision: str = "auto") -> tuple[torch.Tensor]:
+                  decorrelate: bool = True, transforms: bool = True, negative: bool = False, diversity: float = 0.0,
+                  precision: str = "auto") -> tuple[torch.Tensor]:
         name = LOGITS if target == "class" else backbone.resolve(layer)
         objective = neuron(name, index) if target == "neuron" else channel(name, index)
-        with host.dreaming(backbone, pass_memory((height, width), backbone, {name})):
+        objective = -objective if negative else objective
+        at_once = batch if diversity else 1  # a diverse batch is optimised together
+        with host.dreaming(backbone, pass_memory((height, width), backbone, {name, backbone.resolve(layer)}, at_once)):
             made = feature_visualize(backbone, objective, size=(height, width), batch=batch, steps=steps,
                                      learning_rate=learning_rate, parameterization=parameterization,
                                      decorrelate=decorrelate, transforms=transforms, seed=seed,
+                                     diversity=diversity, diversity_layer=backbone.resolve(layer),
                                      precision=host.precision(precision), progress=host.progress(),
                                      cancel=host.interrupted)
             return (to_bhwc(made).to(host.output_device()),)
