@@ -23,7 +23,8 @@ from torch import nn
 
 from .errors import DreamError, LayerError
 from .features import INPUT, FeatureExtractor
-from .transformers import ClassTokenHead, PatchEmbedding, block_stages, clip_vision_stages, transformer_layers
+from .transformers import (ClassTokenHead, GridEmbedding, PatchEmbedding, PatchMerging, PooledHead, block_stages,
+                           clip_vision_stages, hierarchical_layers, transformer_layers)
 
 __all__ = ["BackboneSpec", "Backbone", "BACKBONES", "LOGITS", "POOLINGS", "get_spec", "backbone_names",
            "fold_batchnorm", "average_pooling", "backbone_from_module", "backbone_from_clip_vision"]
@@ -160,6 +161,18 @@ def _vit_trunk(model: nn.Module) -> list[nn.Module]:
             *block_stages(parts), ClassTokenHead(encoder.ln, model.heads)]
 
 
+def _swin_trunk(model: nn.Module) -> list[nn.Module]:
+    """torchvision's SwinTransformer as transformer stages: its patch embedding, each block split at the
+    MLP's hidden units, the patch merging between stages, and the pooled head."""
+    stages: list[nn.Module] = [GridEmbedding(model.features[0])]
+    for stage in model.features[1:]:
+        if isinstance(stage, nn.Sequential):
+            stages += block_stages([(b.norm1, b.attn, b.norm2, b.mlp[0], b.mlp[1], b.mlp[3]) for b in stage])
+        else:
+            stages.append(PatchMerging(stage))
+    return [*stages, PooledHead(nn.Sequential(model.norm, model.permute, model.avgpool, model.flatten, model.head))]
+
+
 class _Attention(nn.Module):
     """``nn.MultiheadAttention`` as self-attention of one input (torchvision's encoder blocks)."""
 
@@ -261,6 +274,19 @@ BACKBONES: dict[str, BackboneSpec] = {
             weights_url="https://download.pytorch.org/models/vit_b_16-c867db91.pth",
             default_layer="block8.mlp",
             categories="ViT_B_16_Weights.IMAGENET1K_V1",
+        ),
+        BackboneSpec(
+            name="swin_t",
+            title="Swin-T (Liu et al. 2021), a hierarchical vision transformer with shifted windows",
+            build=lambda: _torchvision("swin_t")(weights=None),
+            trunk=_swin_trunk,
+            layers=hierarchical_layers((96, 192, 384, 768), (2, 2, 6, 2), LOGITS, 1000),
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            native_size=224,
+            weights_url="https://download.pytorch.org/models/swin_t-704ceda3.pth",
+            default_layer="block7.mlp",
+            categories="Swin_T_Weights.IMAGENET1K_V1",
         ),
         BackboneSpec(
             name="alexnet",

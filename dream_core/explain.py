@@ -18,6 +18,7 @@ from torch import Tensor
 
 from .backbones import LOGITS, Backbone
 from .errors import DreamError, check
+from .features import Stage
 from .images import check_image
 from .loop import Ascent, Cancel, Item, Progress, ProgressFn, for_each_item, optimize
 from .memory import pass_memory
@@ -216,6 +217,10 @@ def last_feature_layer(backbone: Backbone) -> str:
 
 def _grad_cam(x: Tensor, backbone: Backbone, target: int, layer: str, loss_scale: LossScale) -> Tensor:
     check(layer != LOGITS, "layer: Grad-CAM needs a convolutional layer, not 'logits'.")
+    check(not isinstance(dict(backbone.stages)[layer], Stage),
+          f"layer: {layer} of {backbone.name} is a transformer's tokens shown as a map, which the logits do not "
+          "read (they read the tokens); Grad-CAM needs a convolutional layer: use gradient, smoothgrad or "
+          "integrated_gradients on a transformer.")
     extractor = backbone.extractor([layer, LOGITS])
     leaf, seen = x.detach().requires_grad_(True), {}
 

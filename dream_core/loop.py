@@ -76,6 +76,7 @@ class Progress:
     def part(self, index: int, count: int, length: int = 1) -> Progress:
         """Parts ``index`` .. ``index + length - 1`` of ``count`` equal parts of this progress's span."""
         check(0 <= index and length >= 1 and index + length <= count,
+              f"progress: part {index} of {count} does not exist." if length == 1 else
               f"progress: parts {index}..{index + length - 1} of {count} do not exist.")
         child = Progress()
         width = (self.stop - self.start) / count

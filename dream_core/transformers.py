@@ -12,7 +12,8 @@ catalogue layers:
 
 The first layer, ``patches``, is the embedded patches with their position embeddings; the last is
 the class token's head: ``logits`` (ImageNet classes) or, for CLIP, ``embedding`` (the projected
-image embedding, :math:`(B, E)`). Position embeddings are interpolated (bicubic) to the picture's
+image embedding, :math:`(B, E)`). A hierarchical transformer (Swin) keeps its tokens on a grid,
+halves it between stages (layers ``merge{k}``) and pools them all for its ``logits``. Position embeddings are interpolated (bicubic) to the picture's
 patch grid, so a transformer dreams at any size, as the CNNs do; at the native size they are used
 as trained.
 """
@@ -27,8 +28,9 @@ from torch import Tensor, nn
 
 from .features import Stage
 
-__all__ = ["Tokens", "PatchEmbedding", "BlockMLP", "BlockOutput", "ClassTokenHead", "SelfAttention",
-           "transformer_layers", "block_stages", "clip_vision_stages", "EMBEDDING"]
+__all__ = ["Tokens", "PatchEmbedding", "GridEmbedding", "PatchMerging", "BlockMLP", "BlockOutput", "ClassTokenHead",
+           "PooledHead", "SelfAttention", "transformer_layers", "hierarchical_layers", "block_stages",
+           "clip_vision_stages", "EMBEDDING"]
 
 EMBEDDING = "embedding"
 """The last layer of a CLIP vision backbone: the projected image embedding :math:`(B, E)`."""
@@ -40,7 +42,8 @@ class Tokens:
 
     Attributes:
         values: :math:`(B, T, D)`, the first ``prefix`` tokens not patches (the class token), the
-            rest the patches of ``grid`` in row-major order.
+            rest the patches of ``grid`` in row-major order; or, in a hierarchical transformer (Swin),
+            the patches as a grid :math:`(B, h, w, D)`.
         grid: ``(h, w)`` patches.
         prefix: how many tokens come before the patches.
         hidden: within a block, the MLP's hidden units :math:`(B, T, 4D)` (see :class:`BlockMLP`).
@@ -54,6 +57,8 @@ class Tokens:
     def as_map(self, values: Tensor | None = None) -> Tensor:
         """``values`` (default: the tokens) as a map :math:`(B, C, h, w)` of the patches."""
         values = self.values if values is None else values
+        if values.ndim == 4:
+            return values.permute(0, 3, 1, 2)
         return values[:, self.prefix:].transpose(1, 2).unflatten(2, self.grid)
 
 
@@ -170,6 +175,60 @@ class ClassTokenHead(Stage):
 
     def forward(self, tokens: Tokens) -> Tensor:
         return self.head(self.norm(tokens.values[:, 0]))
+
+
+class GridEmbedding(Stage):
+    """Normalised image -> :class:`Tokens` on a grid :math:`(B, h, w, D)` (Swin's patch embedding)."""
+
+    def __init__(self, embedding: nn.Module) -> None:
+        super().__init__()
+        self.embedding = embedding
+
+    def forward(self, image: Tensor) -> Tokens:
+        values = self.embedding(image)
+        return Tokens(values, tuple(values.shape[1:3]), 0)
+
+    def activation(self, output: Tokens) -> Tensor:
+        return output.as_map()
+
+
+class PatchMerging(Stage):
+    """A hierarchical transformer's downsampling between its stages: the grid halves, the width doubles."""
+
+    def __init__(self, merge: nn.Module) -> None:
+        super().__init__()
+        self.merge = merge
+
+    def forward(self, tokens: Tokens) -> Tokens:
+        values = self.merge(tokens.values)
+        return Tokens(values, tuple(values.shape[1:3]), 0)
+
+    def activation(self, output: Tokens) -> Tensor:
+        return output.as_map()
+
+
+class PooledHead(Stage):
+    """``head(tokens)`` on the whole grid of tokens (Swin's norm, average pooling and classifier)."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, tokens: Tokens) -> Tensor:
+        return self.head(tokens.values)
+
+
+def hierarchical_layers(widths: Sequence[int], depths: Sequence[int], head: str, head_width: int) -> dict[str, int]:
+    """The catalogue of a hierarchical transformer: ``patches``, then per stage its blocks (``block{i}.mlp``
+    and ``block{i}``, numbered across stages) after a ``merge{k}`` from the second stage on, then the head."""
+    layers, block = {"patches": widths[0]}, 0
+    for stage, (width, depth) in enumerate(zip(widths, depths)):
+        if stage:
+            layers[f"merge{stage}"] = width
+        for _ in range(depth):
+            layers[f"block{block}.mlp"], layers[f"block{block}"] = 4 * width, width
+            block += 1
+    return {**layers, head: head_width}
 
 
 def transformer_layers(width: int, hidden: int, blocks: int, head: str, head_width: int) -> dict[str, int]:

@@ -23,32 +23,36 @@ def pictures(count, size, seed=0):
     return torch.rand(count, 3, *size, generator=torch.Generator().manual_seed(seed))
 
 
-def test_vit_catalogue_runs_torchvisions_own_forward_and_maps_any_size():
-    """The staged forward (position embeddings, split blocks, class-token head) is torchvision's at 224 px:
-    logits equal. At other sizes every layer is a map of the picture's patch grid, class token dropped."""
-    vit = random_backbone("vit_b_16")
-    head = vit.model.heads.head
+@pytest.mark.parametrize("name, shapes", [
+    ("vit_b_16", {"patches": (768, 10, 6), "block3.mlp": (3072, 10, 6), "block3": (768, 10, 6)}),
+    ("swin_t", {"patches": (96, 40, 24), "block3.mlp": (768, 20, 12), "merge2": (384, 10, 6), "block11": (768, 5, 3)}),
+])
+def test_registry_transformers_run_torchvisions_own_forward_and_map_any_size(name, shapes):
+    """The staged forward (embedding, split blocks, merges, head) is torchvision's at 224 px: logits equal.
+    At other sizes every layer is a map of the picture's patch grid, a class token dropped."""
+    net = random_backbone(name)
+    head = net.model.heads.head if name == "vit_b_16" else net.model.head
     original = head.weight.clone()
-    torch.nn.init.normal_(head.weight, std=0.02)  # torchvision starts the head at zero: nothing to compare
+    torch.nn.init.normal_(head.weight, std=0.02)  # torchvision starts ViT's head at zero: nothing to compare
     try:
         image = pictures(2, (224, 224))
-        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (vit.spec.mean, vit.spec.std))
+        mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (net.spec.mean, net.spec.std))
         with torch.no_grad():
-            theirs = vit.model((image - mean) / std)
-            ours = vit.extractor([dc.LOGITS])(image)[dc.LOGITS]
+            theirs = net.model((image - mean) / std)
+            ours = net.extractor([dc.LOGITS])(image)[dc.LOGITS]
         assert theirs.abs().max() > 0.1 and torch.allclose(ours, theirs, atol=1e-5)
     finally:
-        head.weight.copy_(original)
-    acts = vit.extractor(["patches", "block3.mlp", "block3"])(pictures(1, (160, 96)))
-    assert {name: tuple(a.shape) for name, a in acts.items()} == {
-        "patches": (1, 768, 10, 6), "block3.mlp": (1, 3072, 10, 6), "block3": (1, 768, 10, 6)}
+        with torch.no_grad():
+            head.weight.copy_(original)
+    acts = net.extractor(list(shapes))(pictures(1, (160, 96)))
+    assert {layer: tuple(a.shape[1:]) for layer, a in acts.items()} == shapes
 
 
+@pytest.mark.parametrize("name, layer", [("vit_b_16", "block4.mlp"), ("swin_t", "block5.mlp")])
 @pytest.mark.parametrize("size", [(96, 128), (160, 112)])
-def test_vit_dreams_at_sizes_other_than_its_own(size):
-    vit = random_backbone("vit_b_16")
+def test_registry_transformers_dream_at_sizes_other_than_their_own(name, layer, size):
     image = pictures(1, size)
-    dream = dc.deepdream(image, vit, dc.l2("block4.mlp"), steps=2, octaves=1, jitter=8)
+    dream = dc.deepdream(image, random_backbone(name), dc.l2(layer), steps=2, octaves=1, jitter=8)
     assert dream.shape == image.shape and (dream - image).abs().mean() > 1e-3
 
 
@@ -164,3 +168,16 @@ def test_nodes_dream_a_host_clip_vision_towards_a_prompt_and_away_from_a_negativ
     before, after = (_embedding(backbone, picture.movedim(-1, 1)) for picture in (image, dream))
     assert _cos(after, prompt) > _cos(before, prompt) + 0.2
     assert _cos(after, other) < _cos(before, other)
+
+
+def test_the_explain_tools_run_on_a_vision_transformer():
+    """Pixel saliency and class visualisation work through a transformer's logits (swin_t: torchvision
+    starts ViT's head at zero, whose gradient is nothing); Grad-CAM, which needs a map the logits read,
+    says why it cannot."""
+    swin, image = random_backbone("swin_t"), pictures(1, (64, 64))
+    saliency = dc.saliency_map(image, swin, target=3, method="smoothgrad", samples=2)
+    assert saliency.shape == (1, 1, 64, 64) and saliency.max().item() == pytest.approx(1.0)
+    visualised = dc.class_visualize(swin, 3, size=(48, 48), steps=3)
+    assert visualised.shape == (1, 3, 48, 48)
+    with pytest.raises(dc.DreamError, match="Grad-CAM needs a convolutional layer: use gradient"):
+        dc.saliency_map(image, random_backbone("vit_b_16"), target=3, method="gradcam")
