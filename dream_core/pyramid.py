@@ -120,7 +120,8 @@ def dream_octaves(
         image: :math:`(B, C, H, W)`, the original; ``sizes[-1]`` must be its size.
         sizes: level sizes, smallest first (see :func:`octave_sizes`).
         dream_level: dreams one level and returns the image at the same size. The start it is given is
-            this function's own tensor (or ``image`` under ``overwrite``): it may dream in place.
+            this function's own tensor (or ``image`` under ``overwrite``): it may dream in place. What
+            it returns below full size becomes this function's (the detail is computed in it).
         detail: ``"reinject"`` or ``"blend"`` (see the module docstring).
         blend: weight of the upscaled dream in ``"blend"`` mode, 0..1 (the source uses 0.6).
         overwrite: ``image`` is the caller's own copy, which may become the full-size level's start:
@@ -134,17 +135,17 @@ def dream_octaves(
     check(tuple(sizes[-1]) == tuple(image.shape[-2:]),
           f"sizes: the last level {sizes[-1]} must be the image size {tuple(image.shape[-2:])}.")
     if detail == "reinject":
-        dreamed = previous_base = None
+        carried = None  # the dreamed detail of the level below
         for level, size in enumerate(sizes):
-            base = resize(image, size)
-            if dreamed is None:  # the base is needed again for the next level's detail
-                start = base if overwrite and base is image else base.clone()
-            elif overwrite and base is image:  # the full-size level: the detail goes into the caller's copy
-                start = base.add_(resize(dreamed - previous_base, size))
-            else:
-                start = base + resize(dreamed - previous_base, size)
-            dreamed = previous_base = None  # the smaller level is not needed while this one is dreamed
-            dreamed, previous_base = dream_level(start, level), base
+            start = resize(image, size)  # a new tensor below full size; at full size the image itself
+            if start is image and not overwrite:
+                start = start.clone()
+            if carried is not None:
+                start.add_(resize(carried, size))
+            carried = None  # the smaller level is not needed while this one is dreamed
+            dreamed = dream_level(start, level)
+            if level < len(sizes) - 1:  # the detail, against the base made again: kept, it would cost a buffer
+                carried = dreamed.sub_(resize(image, size))
         return dreamed
     bases = [image]
     for size in reversed(sizes[:-1]):
