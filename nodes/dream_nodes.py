@@ -73,8 +73,9 @@ def _shared_optional_inputs() -> dict:
         "tile_size": ("INT", {"default": 512, "min": 0, "max": 4096, "step": 64, "tooltip": "Octaves larger than "
                               "1024 px are dreamed in tiles of this size, so 4K images fit in memory; 0 = never tile."}),
         "grad_norm": (list(GRAD_NORMS), {"default": "mean_abs", "tooltip": "How each step's gradient is scaled: "
-                      "mean_abs (Google), std (Keras), or laplacian: every frequency band normalised on its own "
-                      "(lucid), which keeps large dreams free of high-frequency noise."}),
+                      "mean_abs (Google), std (Keras), laplacian: every frequency band normalised on its own "
+                      "(lucid), which keeps large dreams free of high-frequency noise, or sign: every pixel moves "
+                      "by exactly the step (FGSM's step)."}),
         **precision_input(),
     }
 
