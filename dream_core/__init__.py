@@ -27,7 +27,7 @@ from .images import check_image, from_bhwc, keep_colors, load_image, prepare_mas
 from .loop import (LBFGS_HISTORY, OPTIMIZERS, Ascent, Item, Progress, TilePolicy, for_each_item, item_generator, optimize,
                    tuned_for)
 from .memory import pass_memory
-from .transformers import EMBEDDING, Tokens
+from .transformers import EMBEDDING, Tokens, transformer_layers
 from .precision import PRECISIONS, LossScale, autocast_dtype
 from .objectives import (CHANNEL_MODES, CHOICES, LOSSES, TV_KINDS, LayerTerm, Objective, channel, content, cosine, direction, diversity, guide, l2,
                          layer_objective, mean_activation, objective, neuron, pixel_l2, ranked_channels, terms_objective,
@@ -56,6 +56,6 @@ __all__ = [
     "octave_sizes", "optimize", "pass_memory", "pixel_l2", "prepare_mask", "psnr", "random_shift", "ranked_channels",
     "read_state_dict", "reference_activations", "resize", "resize_longer_side", "robustness_transform",
     "saliency_map", "save_image", "scale_sizes", "style_match", "style_objective", "style_statistic", "stylize",
-    "stylize_memory", "terms_objective", "to_bhwc", "to_pil", "total_variation", "tuned_for", "video_frames",
+    "stylize_memory", "terms_objective", "to_bhwc", "to_pil", "total_variation", "transformer_layers", "tuned_for", "video_frames",
     "warp", "zoom_frames", "zoom_transform",
 ]

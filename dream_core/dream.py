@@ -121,13 +121,15 @@ def deepdream(
             level_ascent = replace(ascent, objective=objective.at(tuple(start.shape[-2:]), item.index),
                                    progress=item.progress)
             return level_ascent.run(start, steps, item.generator if len(item.indices) == 1 else item.generators,
-                                    smoothing=smoothing * octave_scale**level, mask=level_mask, in_place=True)
+                                    smoothing=smoothing * octave_scale**level, mask=level_mask,
+                                    in_place=start.untyped_storage().data_ptr() != caller)
 
         # Contiguous: a ComfyUI IMAGE arrives as a channels-last view, and every kornia op on one makes
         # extra full-size copies (a 2048 px dream peaked at 919 MB instead of 536 MB). A copy made here
         # (another device, or that layout) is ours: it becomes the full-size octave's start.
         start = resize(item.take(original).contiguous(), (height, width))
-        ours = start.untyped_storage().data_ptr() != original.untyped_storage().data_ptr()
+        caller = original.untyped_storage().data_ptr()  # never dreamed in place
+        ours = start.untyped_storage().data_ptr() != caller
         dreamed = dream_octaves(start, sizes, dream_level, detail, blend, overwrite=ours)
         if (height, width) != given_size:
             dreamed = resize(dreamed, given_size).clamp(0.0, 1.0)

@@ -283,8 +283,9 @@ class Ascent:
             mask: :math:`(B \\text{ or } 1, 1, H, W)` in 0..1, scales the step per pixel.
             stop: ends the run early when it returns True (after ``max_loss``).
             after_step: ``after_step(image, step) -> image``, e.g. a blur every few steps.
-            in_place: ``image`` is the caller's to overwrite: each step updates the image in place
-                (one image-sized buffer fewer at full size).
+            in_place: ``image`` is the caller's to overwrite, so the first step may update it in place
+                too; every later step updates the run's own image in place (one image-sized buffer
+                fewer at full size). A ``progress`` preview is valid only during its call.
         """
         for step in range(steps):
             self.progress.check_cancel(self.cancel)
@@ -294,7 +295,7 @@ class Ascent:
                        else [random_shift(g, self.jitter) for g in generator]),
                 grad_norm=self.grad_norm, smoothing=smoothing,
                 mask=mask, autocast=self.autocast, tile_overlap=self.tile_overlap, loss_scale=self.loss_scale,
-                in_place=in_place)
+                in_place=in_place or step > 0)
             if after_step is not None:
                 image = after_step(image, step)
             reached = ((self.max_loss is not None and bool((scores > self.max_loss).all()))

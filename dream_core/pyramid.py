@@ -120,8 +120,9 @@ def dream_octaves(
         image: :math:`(B, C, H, W)`, the original; ``sizes[-1]`` must be its size.
         sizes: level sizes, smallest first (see :func:`octave_sizes`).
         dream_level: dreams one level and returns the image at the same size. The start it is given is
-            this function's own tensor (or ``image`` under ``overwrite``): it may dream in place. What
-            it returns below full size becomes this function's (the detail is computed in it).
+            this function's own tensor, which it may dream in place, except for a lone level without
+            ``overwrite``: then it is ``image`` itself. What it returns below full size becomes this
+            function's (the detail is computed in it).
         detail: ``"reinject"`` or ``"blend"`` (see the module docstring).
         blend: weight of the upscaled dream in ``"blend"`` mode, 0..1 (the source uses 0.6).
         overwrite: ``image`` is the caller's own copy, which may become the full-size level's start:
@@ -138,10 +139,9 @@ def dream_octaves(
         carried = None  # the dreamed detail of the level below
         for level, size in enumerate(sizes):
             start = resize(image, size)  # a new tensor below full size; at full size the image itself
-            if start is image and not overwrite:
-                start = start.clone()
             if carried is not None:
-                start.add_(resize(carried, size))
+                detail = resize(carried, size)
+                start = start + detail if start is image and not overwrite else start.add_(detail)
             carried = None  # the smaller level is not needed while this one is dreamed
             dreamed = dream_level(start, level)
             if level < len(sizes) - 1:  # the detail, against the base made again: kept, it would cost a buffer
@@ -152,9 +152,6 @@ def dream_octaves(
         bases.append(resize(gaussian_blur(bases[-1], BLEND_BLUR_SIGMA), size))
     dreamed = None
     for level, base in enumerate(reversed(bases)):
-        if dreamed is None:
-            start = base.clone() if base is image and not overwrite else base
-        else:
-            start = torch.lerp(base, resize(dreamed, base.shape[-2:]), blend)
+        start = base if dreamed is None else torch.lerp(base, resize(dreamed, base.shape[-2:]), blend)
         dreamed = dream_level(start, level)
     return dreamed

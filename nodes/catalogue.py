@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..dream_core import BACKBONES, EMBEDDING, DreamError, LayerTerm
-from ..dream_core.transformers import transformer_layers
+from ..dream_core import BACKBONES, EMBEDDING, DreamError, LayerTerm, transformer_layers
 from . import host
 
 CLIP_TOWERS = {  # the CLIP vision configs ComfyUI loads (comfy/clip_vision_config_*.json): width, MLP, blocks, projection

@@ -300,7 +300,7 @@ class FeatureVisualize:
                                "only features that survive being moved are kept."}),
                 "negative": ("BOOLEAN", {"default": False, "tooltip": "Minimise instead: what the channel, neuron or "
                              "class is most against."}),
-                "diversity": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 10000.0, "step": 10.0, "tooltip":
+                "diversity": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 10000.0, "step": 1.0, "tooltip":
                               "Push the pictures of the batch apart (lucid's diversity, at the layer): each shows "
                               "another facet of the feature; the batch is optimised together. lucid: 100 to 1000."}),
                 **precision_input(),

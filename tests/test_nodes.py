@@ -158,7 +158,8 @@ def test_select_layer_refuses_a_layer_the_backbone_lacks(pack, nodes_run):
 def test_layer_combo_offers_only_existing_layers(pack):
     combo = pack.NODE_CLASS_MAPPINGS["DD_SelectLayer"].INPUT_TYPES()["required"]["layer"][0]
     every = {name for spec in pack.dream_core.BACKBONES.values() for name in (*spec.layers, *spec.aliases)}
-    assert set(combo) == every and len(combo) == len(set(combo)) and "mixed4" in combo
+    clip = {name for layers in pack.nodes.catalogue.CLIP_TOWERS.values() for name in layers}
+    assert set(combo) == every | clip and len(combo) == len(set(combo)) and {"mixed4", "block47.mlp"} <= set(combo)
 
 
 def test_loader_caches_the_backbone(pack):

@@ -52,12 +52,12 @@ def test_reinject_carries_the_dreamed_detail_up(image):
 @pytest.mark.parametrize("detail", ["reinject", "blend"])
 @pytest.mark.parametrize("levels", [1, 3])
 def test_levels_dreamed_in_place_neither_touch_the_caller_nor_lose_the_detail(image, detail, levels):
-    """Each level may dream its start in place. Handing the smallest level its base itself (which the
-    next level subtracts to find the detail) would erase the detail; handing a lone level the caller's
-    image would dream into the user's picture."""
+    """Each level may dream its start in place, except the caller's image itself (a lone level). Handing
+    the smallest level a base that is used again for the detail would erase the detail."""
     sizes = dc.octave_sizes(tuple(image.shape[-2:]), levels, 1.5)
     caller = image.clone()
-    in_place = dc.dream_octaves(caller, sizes, lambda start, level: start.add_(0.1) if level == 0 else start, detail)
+    in_place = dc.dream_octaves(caller, sizes, lambda start, level: (start + 0.1 if start is caller else start.add_(0.1))
+                                if level == 0 else start, detail)
     out_of_place = dc.dream_octaves(image, sizes, lambda start, level: start + 0.1 if level == 0 else start, detail)
     assert torch.equal(caller, image)
     assert torch.equal(in_place, out_of_place) and (in_place - image).mean() > 0.03
