@@ -23,7 +23,7 @@ from torch import nn
 
 from .errors import DreamError, LayerError
 from .features import INPUT, FeatureExtractor
-from .transformers import (ClassTokenHead, GridEmbedding, PatchEmbedding, PatchMerging, PooledHead, block_stages,
+from .transformers import (ClassTokenHead, GridTokens, PatchEmbedding, PooledHead, block_stages,
                            clip_vision_stages, hierarchical_layers, transformer_layers)
 
 __all__ = ["BackboneSpec", "Backbone", "BACKBONES", "LOGITS", "POOLINGS", "get_spec", "backbone_names",
@@ -164,12 +164,12 @@ def _vit_trunk(model: nn.Module) -> list[nn.Module]:
 def _swin_trunk(model: nn.Module) -> list[nn.Module]:
     """torchvision's SwinTransformer as transformer stages: its patch embedding, each block split at the
     MLP's hidden units, the patch merging between stages, and the pooled head."""
-    stages: list[nn.Module] = [GridEmbedding(model.features[0])]
+    stages: list[nn.Module] = [GridTokens(model.features[0])]
     for stage in model.features[1:]:
         if isinstance(stage, nn.Sequential):
             stages += block_stages([(b.norm1, b.attn, b.norm2, b.mlp[0], b.mlp[1], b.mlp[3]) for b in stage])
         else:
-            stages.append(PatchMerging(stage))
+            stages.append(GridTokens(stage))
     return [*stages, PooledHead(nn.Sequential(model.norm, model.permute, model.avgpool, model.flatten, model.head))]
 
 

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from .features import Stage
 
-__all__ = ["Tokens", "PatchEmbedding", "GridEmbedding", "PatchMerging", "BlockMLP", "BlockOutput", "ClassTokenHead",
+__all__ = ["Tokens", "PatchEmbedding", "GridTokens", "BlockMLP", "BlockOutput", "ClassTokenHead",
            "PooledHead", "SelfAttention", "transformer_layers", "hierarchical_layers", "block_stages",
            "clip_vision_stages", "EMBEDDING"]
 
@@ -177,30 +177,16 @@ class ClassTokenHead(Stage):
         return self.head(self.norm(tokens.values[:, 0]))
 
 
-class GridEmbedding(Stage):
-    """Normalised image -> :class:`Tokens` on a grid :math:`(B, h, w, D)` (Swin's patch embedding)."""
+class GridTokens(Stage):
+    """A module whose output is a grid of tokens :math:`(B, h, w, D)`: Swin's patch embedding (from the
+    normalised image) and its patch merging between stages (the grid halves, the width doubles)."""
 
-    def __init__(self, embedding: nn.Module) -> None:
+    def __init__(self, module: nn.Module) -> None:
         super().__init__()
-        self.embedding = embedding
+        self.module = module
 
-    def forward(self, image: Tensor) -> Tokens:
-        values = self.embedding(image)
-        return Tokens(values, tuple(values.shape[1:3]), 0)
-
-    def activation(self, output: Tokens) -> Tensor:
-        return output.as_map()
-
-
-class PatchMerging(Stage):
-    """A hierarchical transformer's downsampling between its stages: the grid halves, the width doubles."""
-
-    def __init__(self, merge: nn.Module) -> None:
-        super().__init__()
-        self.merge = merge
-
-    def forward(self, tokens: Tokens) -> Tokens:
-        values = self.merge(tokens.values)
+    def forward(self, x: Tensor | Tokens) -> Tokens:
+        values = self.module(x.values if isinstance(x, Tokens) else x)
         return Tokens(values, tuple(values.shape[1:3]), 0)
 
     def activation(self, output: Tokens) -> Tensor:
