@@ -159,15 +159,17 @@ def test_nodes_dream_a_host_clip_vision_towards_a_prompt_and_away_from_a_negativ
         prompt, other = torch.randn(2, 24, generator=torch.Generator().manual_seed(7))
         target, = nodes["DD_ClipTarget"]().build(backbone, 1.0, positive=conditioning(prompt),
                                                  negative=conditioning(other))
-        image = torch.rand(1, 48, 48, 3, generator=torch.Generator().manual_seed(8))
+        image = torch.rand(2, 48, 48, 3, generator=torch.Generator().manual_seed(8))  # a batch of 2
         dream, = nodes["DD_DeepDream"]().dream(image, backbone, layers, steps=15, step_size=0.02, jitter=0, seed=0,
                                                objective=target)
         with pytest.raises(pack.nodes.clip_nodes.DreamError, match="the text embedding has 1280 values, "
                            "clip_vision's image embedding 24"):
             nodes["DD_ClipTarget"]().build(backbone, 1.0, positive=conditioning(torch.zeros(1280)))
+    assert dream.shape == image.shape
     before, after = (_embedding(backbone, picture.movedim(-1, 1)) for picture in (image, dream))
-    assert _cos(after, prompt) > _cos(before, prompt) + 0.2
-    assert _cos(after, other) < _cos(before, other)
+    for item in range(2):
+        assert _cos(after[item:item + 1], prompt) > _cos(before[item:item + 1], prompt) + 0.2
+        assert _cos(after[item:item + 1], other) < _cos(before[item:item + 1], other)
 
 
 def test_the_explain_tools_run_on_a_vision_transformer():
