@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .errors import DreamError, LayerError
-from .features import INPUT, FeatureExtractor
+from .features import INPUT, FeatureExtractor, Stage
 from .transformers import (ClassTokenHead, GridTokens, PatchEmbedding, PooledHead, block_stages,
                            clip_vision_stages, hierarchical_layers, transformer_layers)
 
@@ -448,6 +448,17 @@ class Backbone:
         return self
 
     @property
+    def largest_view(self) -> int | None:
+        """The longest side the network sees as trained: a ViT's native size, whose grid its position
+        embeddings were learnt for; None where any size is native (CNNs, Swin's relative positions).
+
+        :func:`~dream_core.deepdream` shows such a network a larger octave in tiles of this size: on a
+        ViT trained in ``tools/vit_views.py`` that made dreams an independent network recognised in
+        0.66 to 0.73 of their windows, against 0.35 to 0.40 through interpolated position embeddings.
+        """
+        return self.spec.native_size if isinstance(self.stages[0][1], PatchEmbedding) else None
+
+    @property
     def class_names(self) -> list[str] | None:
         """The name of each ``logits`` class (ImageNet's for registry backbones), or None."""
         if self._class_names is None:
@@ -533,8 +544,8 @@ def backbone_from_module(
     try:
         with torch.no_grad():
             for stage_name, stage in stages:
-                x = stage(x.to(next(stage.parameters(), x).device))
-                channels[stage_name] = x.shape[1]
+                x = stage(x.to(next(stage.parameters(), x).device) if isinstance(x, torch.Tensor) else x)
+                channels[stage_name] = (stage.activation(x) if isinstance(stage, Stage) else x).shape[1]
     except RuntimeError as error:
         module.train(was_training)
         raise DreamError(f"{name}: the stages do not run one after the other on a {native_size} px image "

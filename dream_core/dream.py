@@ -82,7 +82,10 @@ def deepdream(
             :func:`~dream_core.loop.autocast_dtype`); the update is always float32.
         tile_size, tile_overlap: tiles for the gradient of octaves larger than ``tile_above`` px on
             their longer side, so memory stays bounded at any image size (see
-            :func:`dream_core.ascent.image_gradient`); ``tile_size=0`` never tiles. On CUDA
+            :func:`dream_core.ascent.image_gradient`); ``tile_size=0`` never tiles. A ViT (see
+            :attr:`~dream_core.Backbone.largest_view`) sees octaves larger than its native size in
+            native-size tiles without overlap; ``tile_size=0`` dreams them whole through interpolated
+            position embeddings instead. On CUDA
             out-of-memory a step is retried with tiles, then with smaller tiles, with one warning.
         batch_size: items dreamed together, one forward pass for all, each with its own roll. A step
             equals the lone step to float rounding; over many steps max-pooling ties, which rounding
@@ -100,6 +103,7 @@ def deepdream(
     original = check_image(image)
     _check_settings(steps, step_size, jitter, smoothing, max_loss)
     check_tile_size(tile_size, tile_overlap)
+    tile_size, tile_overlap, tile_above = _tiles_for(backbone, tile_size, tile_overlap, tile_above)
     batch, _, height, width = original.shape
     given_size = (height, width)
     extractor = backbone.extractor(objective.layers)
@@ -163,11 +167,22 @@ def deepdream_memory(
     reads. Per item: a batched dream on CUDA takes as many items as fit in the free memory.
     """
     check_tile_size(tile_size, tile_overlap)
+    tile_size, tile_overlap, tile_above = _tiles_for(backbone, tile_size, tile_overlap, tile_above)
     layers = objective.layers if isinstance(objective, Objective) else objective
     _, sizes = _dream_sizes(size, backbone.extractor(layers).min_input_size(), octaves, octave_scale, None)
     tiles = TilePolicy(tile_size, tile_above, image_side=max(sizes[-1]))
     largest = max(tiles.for_size(s) ** 2 if tiles.for_size(s) else s[0] * s[1] for s in sizes)
     return pass_memory(sizes[-1], backbone, layers, network_pixels=largest)
+
+
+def _tiles_for(backbone: Backbone, tile_size: int, tile_overlap: int, tile_above: int) -> tuple[int, int, int]:
+    """The tiling a dream through ``backbone`` uses: as asked, except that a network with a
+    :attr:`~dream_core.Backbone.largest_view` (a ViT) sees larger octaves in tiles of that size,
+    without overlap (its attention is global within a tile, and the jitter moves the borders)."""
+    view = backbone.largest_view
+    if view is None or tile_size == 0:
+        return tile_size, tile_overlap, tile_above
+    return min(tile_size, view), 0, min(tile_above, view)
 
 
 def _chunk_size(batch_size: int, batch: int, backbone: Backbone, objective: Objective, max_loss: float | None,

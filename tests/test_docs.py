@@ -116,3 +116,14 @@ def test_the_feature_figure_tool_runs(tmp_path):
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert output.exists()
+
+
+def test_the_vit_views_tool_runs():
+    """``tools/vit_views.py``, whose measurement the README and ``Backbone.largest_view`` quote, at tiny settings."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "vit_views.py"), "--train-steps", "2", "--steps", "1",
+                             "--scales", "2", "--seeds", "1"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "2x     interpolated" in result.stdout and "2x     native tiles" in result.stdout

@@ -183,3 +183,39 @@ def test_the_explain_tools_run_on_a_vision_transformer():
     assert visualised.shape == (1, 3, 48, 48)
     with pytest.raises(dc.DreamError, match="Grad-CAM needs a convolutional layer: use gradient"):
         dc.saliency_map(image, random_backbone("vit_b_16"), target=3, method="gradcam")
+
+
+def test_a_vit_sees_larger_octaves_in_native_tiles_and_whole_only_when_told(clip_backbone):
+    """tools/vit_views.py measured native-size tiles making the better dream on a trained ViT; the one-line
+    bug is the rule not applied (the 512 px CNN tiles, so the ViT sees whole 2x pictures)."""
+    native = clip_backbone.largest_view
+    assert native == clip_backbone.spec.native_size
+    assert random_backbone("swin_t").largest_view is None and random_backbone("alexnet").largest_view is None
+    seen = []
+    embedding = clip_backbone.stages[0][1]
+    hook = embedding.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[-2:])))
+    try:
+        size = (2 * native + 16, 2 * native)
+        dreamed = dc.deepdream(pictures(1, size), clip_backbone, dc.l2("block1.mlp"), steps=2, octaves=2)
+        tiled, seen[:] = list(seen), []
+        dc.deepdream(pictures(1, size), clip_backbone, dc.l2("block1.mlp"), steps=2, octaves=2, tile_size=0)
+    finally:
+        hook.remove()
+    assert dreamed.shape[-2:] == size and max(max(s) for s in tiled) <= native
+    assert len(tiled) > len(seen)  # the full-size octave in several tiles per step
+    assert size in seen  # tile_size=0: the whole picture, through interpolated positions
+
+
+@pytest.mark.parametrize("scale", [1.0, 1 / 4096])
+def test_clip_gradients_under_fp16_match_fp32(clip_backbone, scale):
+    """The host's GPUs run CLIP in half precision: the loss-scaled fp16 gradient of a small embedding
+    objective (a tile's weight) keeps its direction and does not underflow to zeros."""
+    from dream_core.ascent import image_gradient
+
+    target = torch.randn(1, clip_backbone.channels("embedding"), generator=torch.Generator().manual_seed(3))
+    objective = scale * (dc.cosine("embedding", target) + dc.l2("block1.mlp"))
+    extractor, picture = clip_backbone.extractor(objective.layers), pictures(1, (48, 40))
+    full, _ = image_gradient(picture, extractor, objective)
+    half, _ = image_gradient(picture, extractor, objective, autocast=torch.float16)
+    assert torch.nn.functional.cosine_similarity(full.flatten(), half.float().flatten(), 0) > 0.99
+    assert (half == 0).float().mean() < 0.01
