@@ -212,7 +212,7 @@ def image_gradient(
     core = max(TILE_ALIGN, TILE_ALIGN * ((tile_size - 2 * margin) // TILE_ALIGN))
     for rows, tile_rows in _spans(height, core, margin):
         for cols, tile_cols in _spans(width, core, margin):
-            tile = image[..., source_rows[tile_rows], :][..., source_cols[tile_cols]]
+            tile = image[..., source_rows[tile_rows, None], source_cols[None, tile_cols]]  # one gather, no strip
             tile_area = tile[0, 0].numel()
             tile_grad, tile_scores = _gradient(tile, extractor, objective, tile_area / (height * width), loss_scale)
             kept = tile_grad[..., rows.start - tile_rows.start:rows.stop - tile_rows.start,

@@ -22,8 +22,15 @@ CLIP_TOWERS = {  # the CLIP vision configs ComfyUI loads (comfy/clip_vision_conf
 """The layers of the CLIP vision towers a CLIP Vision Backbone can wrap (not in the registry: they come
 from the graph), so their layers are in the menu and their channels checked."""
 
+CLIP_MENU = "clip_vision"
+"""The frontend's catalogue entry for a CLIP Vision Backbone upstream: every tower's layers, each with
+its largest width (which tower the loaded file is, only the run knows)."""
+
 _CATALOGUES = [*({**spec.layers, **{alias: spec.layers[name] for alias, name in spec.aliases.items()}}
                  for spec in BACKBONES.values()), *CLIP_TOWERS.values()]
+
+_CLIP_LAYERS = list(dict.fromkeys(name for tower in sorted(CLIP_TOWERS.values(), key=len, reverse=True)
+                                  for name in tower))  # the deepest tower's order
 
 LAYER_MENU = list(dict.fromkeys(name for catalogue in _CATALOGUES for name in catalogue))
 """Every layer and alias of every registry backbone and CLIP tower, in catalogue order."""
@@ -92,8 +99,11 @@ def layer_catalogue(node_classes: dict[str, type]) -> dict:
             channel_inputs[node_id] = channel_of
     return {
         "layer_menu": LAYER_MENU,
-        "backbones": {name: {"layers": dict(spec.layers), "aliases": dict(spec.aliases),
-                             "default_layer": spec.default_layer} for name, spec in BACKBONES.items()},
+        "backbones": {**{name: {"layers": dict(spec.layers), "aliases": dict(spec.aliases),
+                                "default_layer": spec.default_layer} for name, spec in BACKBONES.items()},
+                      CLIP_MENU: {"layers": {name: max(layer_widths(name)) for name in _CLIP_LAYERS},
+                                  "aliases": {}, "default_layer": "block16.mlp"}},
+        "backbone_nodes": {"DD_ClipVisionBackbone": CLIP_MENU},  # nodes whose backbone has no menu of its own
         "layer_inputs": layer_inputs,
         "channel_inputs": channel_inputs,
     }

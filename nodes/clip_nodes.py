@@ -23,9 +23,10 @@ class ClipVisionBackbone:
                        "embedding, for every dream node and CLIP Embedding Target.",)
     FUNCTION = "build"
     CATEGORY = "DeepDream/loaders"
-    DESCRIPTION = ("Dreams through the CLIP vision model of Load CLIP Vision: no download. The picture is seen at "
-                   "its own size (position embeddings interpolated) and normalised in float, so the gradient "
-                   "reaches every pixel. The host's model is used in place and loaded by its own patcher.")
+    DESCRIPTION = ("Dreams through the CLIP vision model of Load CLIP Vision: no download. An octave up to the "
+                   "model's own size (224 px) is seen whole, a larger one in tiles of that size (the dream node's "
+                   "tile_size 0: whole, position embeddings stretched); the picture is normalised in float, so the "
+                   "gradient reaches every pixel. The host's model is used in place and loaded by its own patcher.")
 
     def build(self, clip_vision) -> tuple[Backbone]:
         return (host.clip_vision_backbone(clip_vision),)

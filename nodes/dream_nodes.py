@@ -71,7 +71,9 @@ def _shared_optional_inputs() -> dict:
         "invert_mask": ("BOOLEAN", {"default": False, "tooltip": "Dream where the mask is 0 instead. A mask from "
                                     "Load Image is 1 where the picture was transparent."}),
         "tile_size": ("INT", {"default": 512, "min": 0, "max": 4096, "step": 64, "tooltip": "Octaves larger than "
-                              "1024 px are dreamed in tiles of this size, so 4K images fit in memory; 0 = never tile."}),
+                              "1024 px are dreamed in tiles of this size, so 4K images fit in memory; 0 = never tile. "
+                              "A CLIP or ViT backbone sees octaves above its own size (224 px for most) in tiles of that size "
+                              "(0: whole, its position embeddings stretched)."}),
         "grad_norm": (list(GRAD_NORMS), {"default": "mean_abs", "tooltip": "How each step's gradient is scaled: "
                       "mean_abs (Google), std (Keras), laplacian: every frequency band normalised on its own "
                       "(lucid), which keeps large dreams free of high-frequency noise, or sign: every pixel moves "

@@ -141,7 +141,11 @@ def test_the_catalogue_route_data_comes_from_the_registry_and_the_nodes(pack):
     would not narrow, or a channel count that is not the backbone's."""
     data = json.loads(json.dumps(pack.nodes.layer_catalogue(pack.NODE_CLASS_MAPPINGS)))  # served as JSON
     registry = pack.dream_core.BACKBONES
-    assert set(data["backbones"]) == set(registry)
+    assert set(data["backbones"]) == {*registry, "clip_vision"}
+    clip = data["backbones"][data["backbone_nodes"]["DD_ClipVisionBackbone"]]  # every CLIP tower, widest widths
+    assert clip["layers"]["block47.mlp"] == 8192 and clip["layers"]["block0"] == 1664 and clip["layers"]["embedding"] == 1280
+    assert list(clip["layers"])[:3] == ["patches", "block0.mlp", "block0"] and "relu1_1" not in clip["layers"]
+    assert clip["default_layer"] in clip["layers"]
     assert data["backbones"]["vgg19"]["layers"]["relu5_1"] == 512
     assert data["backbones"]["inception_v3"]["aliases"]["mixed4"] == "Mixed_6b"
     assert data["backbones"]["googlenet"]["default_layer"] == "inception4c"

@@ -13,13 +13,15 @@ function linkOf(graph, id) {
   return graph.links instanceof Map ? graph.links.get(id) : graph.links?.[id];
 }
 
-// The catalogue entry of the Load Dream Backbone node feeding `node`'s backbone input, or null.
+// The catalogue entry of the backbone node feeding `node`'s backbone input (Load Dream Backbone's
+// menu choice, or the entry of a node such as CLIP Vision Backbone), or null.
 function upstreamBackbone(node, data) {
   const graph = node.graph ?? app.graph;
   const input = node.inputs?.find((slot) => slot.name === "backbone");
   const link = input?.link != null ? linkOf(graph, input.link) : null;
   const source = link ? graph.getNodeById(link.origin_id) : null;
-  return data.backbones[widgetOf(source ?? {}, "backbone")?.value] ?? null;
+  const name = data.backbone_nodes[source?.comfyClass] ?? widgetOf(source ?? {}, "backbone")?.value;
+  return data.backbones[name] ?? null;
 }
 
 function refresh(node, data) {
