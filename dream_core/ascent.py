@@ -235,10 +235,20 @@ def _per_item(shift: tuple[int, int] | Sequence[tuple[int, int]], batch: int) ->
 
 
 def _spans(length: int, core: int, margin: int) -> list[tuple[slice, slice]]:
-    """``(core, core with margin)`` slices covering ``0..length``: cores of ``core`` px (the last one
-    shorter), the margins clipped at the image edges."""
+    """``(core, tile)`` slices covering ``0..length``: cores of ``core`` px (the last one shorter), each
+    tile its core with ``margin`` px each side, clipped at the image edges. Without margins (a ViT's
+    tiles, see :func:`~dream_core.deepdream`) a tile that the edge cuts short takes context from
+    inside instead, to the full ``core``: a ViT always sees its native size (a last core of 2 px
+    once made a tile smaller than a patch). With margins (CNNs) a short edge tile is fine, and its
+    start stays on the 32 px grid."""
     edges = [*range(0, length, core), length]
-    return [(slice(a, b), slice(max(0, a - margin), min(length, b + margin))) for a, b in zip(edges, edges[1:])]
+    spans = []
+    for a, b in zip(edges, edges[1:]):
+        start, stop = max(0, a - margin), min(length, b + margin)
+        if margin == 0 and stop - start < core:
+            start = max(0, stop - core)
+        spans.append((slice(a, b), slice(start, stop)))
+    return spans
 
 
 def _gradient(image: Tensor, extractor: FeatureExtractor, objective: Objective, weight: float,

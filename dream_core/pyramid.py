@@ -76,11 +76,20 @@ def octave_sizes(size: tuple[int, int], octaves: int, scale: float, min_size: in
 
 
 def resize(image: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear resize of ``(B, C, H, W)`` to ``size``, antialiased when shrinking; a no-op at the same size."""
+    """Bilinear resize of ``(B, C, H, W)`` to ``size``, antialiased when shrinking; a no-op at the same size.
+
+    Shrinking blurs the input at its own size first, which takes several input-sized temporaries (the
+    padded copy and the output of each blur pass): it runs one channel at a time, so they are a
+    third of that (the same result: the blur is per channel). At 4096 px this was the peak of a
+    whole dream, each octave's base made from the full-size picture.
+    """
     if tuple(image.shape[-2:]) == tuple(size):
         return image
     shrinking = size[0] < image.shape[-2] or size[1] < image.shape[-1]
-    return _kornia_resize(image, size, interpolation="bilinear", align_corners=False, antialias=shrinking)
+    if not shrinking:
+        return _kornia_resize(image, size, interpolation="bilinear", align_corners=False)
+    return torch.cat([_kornia_resize(image[:, c:c + 1], size, interpolation="bilinear", align_corners=False,
+                                     antialias=True) for c in range(image.shape[1])], dim=1)
 
 
 def resize_longer_side(image: Tensor, side: int) -> Tensor:
