@@ -18,11 +18,10 @@ import sys
 from pathlib import Path
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import dream_core as dc  # noqa: E402
-from tests.shapes import CLASSES, SIZE, pictures, train_shapes_net  # noqa: E402
+from tests.shapes import CLASSES, SIZE, pictures, train_on_patterns, train_shapes_net  # noqa: E402
 
 
 def train_tiny_vit(steps: int) -> dc.Backbone:
@@ -32,16 +31,7 @@ def train_tiny_vit(steps: int) -> dc.Backbone:
     torch.manual_seed(0)
     vit = VisionTransformer(image_size=SIZE, patch_size=4, num_layers=4, num_heads=4, hidden_dim=64, mlp_dim=128,
                             num_classes=len(CLASSES))
-    generator = torch.Generator().manual_seed(1)
-    optimizer = torch.optim.AdamW(vit.parameters(), lr=2e-3, weight_decay=0.01)
-    vit.train()
-    for _ in range(steps):
-        images = torch.cat([pictures(kind, 16, generator) for kind in range(len(CLASSES))])
-        labels = torch.arange(len(CLASSES)).repeat_interleave(16)
-        loss = nn.functional.cross_entropy(vit((images - 0.5) / 0.5), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    train_on_patterns(vit, torch.optim.AdamW(vit.parameters(), lr=2e-3, weight_decay=0.01), steps=steps, seed=1)
     layers = dc.transformer_layers(64, 128, 4, dc.LOGITS, len(CLASSES))
     stages = list(zip(layers, dc.get_spec("vit_b_16").trunk(vit)))
     return dc.backbone_from_module(vit, stages, mean=(0.5,) * 3, std=(0.5,) * 3, class_names=CLASSES,
