@@ -148,9 +148,10 @@ def dream_octaves(
         carried = None  # the dreamed detail of the level below
         for level, size in enumerate(sizes):
             start = resize(image, size)  # a new tensor below full size; at full size the image itself
-            if carried is not None:  # no name keeps the upscaled detail: it would live through the level
-                start = (start + resize(carried, size) if start is image and not overwrite
-                         else start.add_(resize(carried, size)))
+            if carried is not None:
+                upscaled = resize(carried, size)
+                start = start + upscaled if start is image and not overwrite else start.add_(upscaled)
+                del upscaled  # kept, it would live through the whole level: one image-sized buffer
             carried = None  # the smaller level is not needed while this one is dreamed
             dreamed = dream_level(start, level)
             if level < len(sizes) - 1:  # the detail, against the base made again: kept, it would cost a buffer

@@ -29,8 +29,10 @@ its largest width (which tower the loaded file is, only the run knows)."""
 _CATALOGUES = [*({**spec.layers, **{alias: spec.layers[name] for alias, name in spec.aliases.items()}}
                  for spec in BACKBONES.values()), *CLIP_TOWERS.values()]
 
-_CLIP_LAYERS = list(dict.fromkeys(name for tower in sorted(CLIP_TOWERS.values(), key=len, reverse=True)
-                                  for name in tower))  # the deepest tower's order
+_CLIP_LAYERS = {name: max(tower[name] for tower in CLIP_TOWERS.values() if name in tower)
+                for name in max(CLIP_TOWERS.values(), key=len)}
+"""Every CLIP tower's layers (the deepest has them all, in its order), each at its widest: the
+registry's ViT and Swin share names such as ``block3`` and must not set these widths."""
 
 LAYER_MENU = list(dict.fromkeys(name for catalogue in _CATALOGUES for name in catalogue))
 """Every layer and alias of every registry backbone and CLIP tower, in catalogue order."""
@@ -101,7 +103,7 @@ def layer_catalogue(node_classes: dict[str, type]) -> dict:
         "layer_menu": LAYER_MENU,
         "backbones": {**{name: {"layers": dict(spec.layers), "aliases": dict(spec.aliases),
                                 "default_layer": spec.default_layer} for name, spec in BACKBONES.items()},
-                      CLIP_MENU: {"layers": {name: max(layer_widths(name)) for name in _CLIP_LAYERS},
+                      CLIP_MENU: {"layers": _CLIP_LAYERS,
                                   "aliases": {}, "default_layer": "block16.mlp"}},
         "backbone_nodes": {"DD_ClipVisionBackbone": CLIP_MENU},  # nodes whose backbone has no menu of its own
         "layer_inputs": layer_inputs,
