@@ -14,6 +14,7 @@ imports only from this top level.
 from .animate import (DEFAULT_FLOW, FLOWS, HOLD, colour_match, dream_video, dream_zoom, estimate_flow, flow_validity,
                       video_frames, warp, zoom_frames, zoom_transform)
 from .ascent import GRAD_NORMS, ascent_step, image_gradient, normalize_gradient, random_shift
+from .cutouts import Cutouts
 from .backbones import (BACKBONES, LOGITS, POOLINGS, Backbone, BackboneSpec, average_pooling, backbone_from_clip_vision,
                         backbone_from_module,
                         backbone_names, fold_batchnorm, get_spec)
@@ -35,7 +36,7 @@ from .objectives import (CHANNEL_MODES, CHOICES, LOSSES, TV_KINDS, LayerTerm, Ob
 from .param import PARAMETERIZATIONS, FourierImage, feature_visualize, robustness_transform
 from .pyramid import (DETAIL_MODES, OctaveSettings, dream_octaves, gaussian_blur, octave_sizes, resize,
                       resize_longer_side)
-from .references import guided_objective, reference_activations
+from .references import centre_view, guided_objective, image_embedding, reference_activations
 from .style import (INITS, STATISTICS, content_objective, gatys_layers, gram_matrix, mean_covariance, scale_sizes,
                     style_match, style_objective, style_statistic, stylize, stylize_memory)
 from .weights import WEIGHT_EXTENSIONS, default_weights_dir, download_weights, load_backbone, read_state_dict
@@ -44,13 +45,13 @@ __all__ = [
     "ATTRIBUTION_CHUNK", "BACKBONES", "BASELINES", "CHANNEL_MODES", "CHOICES", "DEFAULT_FLOW", "DETAIL_MODES", "FLOWS", "FOOLING_METHODS", "GRAD_NORMS", "HOLD",
     "INITS", "INPUT", "LBFGS_HISTORY", "LOGITS", "LOSSES", "OPTIMIZERS", "PARAMETERIZATIONS", "POOLINGS",
     "PRECISIONS", "SALIENCY_METHODS", "STATISTICS", "TV_KINDS", "WEIGHT_EXTENSIONS", "Ascent", "Backbone",
-    "BackboneSpec", "DreamCancelled", "EMBEDDING", "Tokens", "DreamError", "FeatureExtractor", "FoolingReport", "FourierImage", "Item",
+    "BackboneSpec", "Cutouts", "DreamCancelled", "EMBEDDING", "Tokens", "DreamError", "FeatureExtractor", "FoolingReport", "FourierImage", "Item",
     "LayerError", "LayerTerm", "LossScale", "Objective", "OctaveSettings", "Prediction", "Progress", "ShapeError", "TilePolicy",
     "WeightsError", "ascent_step", "attribution", "attribution_memory", "autocast_dtype", "average_pooling", "backbone_from_clip_vision", "backbone_from_module",
-    "backbone_names", "channel", "check_image", "check_tile_size", "colour_match", "class_visualize", "classify", "content",
+    "backbone_names", "centre_view", "channel", "check_image", "check_tile_size", "colour_match", "class_visualize", "classify", "content",
     "content_objective", "cosine", "deepdream", "deepdream_memory", "direction", "diversity", "download_weights", "default_weights_dir", "dream_octaves", "dream_video",
     "dream_zoom", "estimate_flow", "feature_visualize", "flow_validity", "for_each_item", "fold_batchnorm", "fool", "from_bhwc",
-    "gatys_layers", "gaussian_blur", "get_spec", "gram_matrix", "guide", "guided_objective", "heatmap",
+    "gatys_layers", "gaussian_blur", "get_spec", "gram_matrix", "guide", "guided_objective", "heatmap", "image_embedding", "image_embedding",
     "image_gradient", "invert_features", "item_generator", "keep_colors", "l2", "layer_objective", "load_backbone",
     "load_image", "logits", "mean_activation", "mean_covariance", "neuron", "normalize_gradient", "objective",
     "octave_sizes", "optimize", "pass_memory", "pixel_l2", "prepare_mask", "psnr", "random_shift", "ranked_channels",

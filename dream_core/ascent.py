@@ -13,7 +13,7 @@ step (with ``grad_norm="mean_abs"``).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -116,8 +116,10 @@ def ascent_step(
     autocast: torch.dtype | None = None,
     tile_size: int = 0,
     tile_overlap: int = 128,
+    tile_align: int = TILE_ALIGN,
     loss_scale: LossScale | None = None,
     in_place: bool = False,
+    view: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One ascent step.
 
@@ -133,17 +135,20 @@ def ascent_step(
         mask: :math:`(B \\text{ or } 1, 1, H, W)` in 0..1, scales the step per pixel.
         autocast: run the network in this precision (``torch.bfloat16``, ``torch.float16``); the
             objective, the gradient's normalisation and the update stay in float32.
-        tile_size, tile_overlap: compute the gradient in tiles (see :func:`image_gradient`); 0 = whole image.
+        tile_size, tile_overlap, tile_align: compute the gradient in tiles (see :func:`image_gradient`);
+            0 = whole image.
         loss_scale: the fp16 loss scaling of the run (see :class:`~dream_core.precision.LossScale`).
         in_place: write the new image into ``image``, a buffer the caller owns and no longer needs (else
             into the gradient's buffer): either way no third image-sized buffer exists at the peak.
+        view: what the network sees instead of the (rolled, tiled) image, e.g. :class:`~dream_core.Cutouts`
+            drawn for this step (see :func:`image_gradient`).
 
     Returns:
         The new image :math:`(B, 3, H, W)` and the objective's scores before the step, :math:`(B,)`.
         Where the gradient is not finite the step moves nothing.
     """
-    grad, scores = image_gradient(image, extractor, objective, shift=shift, autocast=autocast,
-                                  tile_size=tile_size, overlap=tile_overlap, loss_scale=loss_scale)
+    grad, scores = image_gradient(image, extractor, objective, shift=shift, autocast=autocast, tile_size=tile_size,
+                                  overlap=tile_overlap, align=tile_align, loss_scale=loss_scale, view=view)
     with torch.no_grad():
         grad = gaussian_blur(normalize_gradient(finite_or_zero(grad), grad_norm, inplace=True), smoothing)
         if mask is not None:
@@ -161,7 +166,9 @@ def image_gradient(
     autocast: torch.dtype | None = None,
     tile_size: int = 0,
     overlap: int = 128,
+    align: int = TILE_ALIGN,
     loss_scale: LossScale | None = None,
+    view: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The objective's gradient with respect to ``image`` :math:`(B, 3, H, W)`, and its scores :math:`(B,)`.
 
@@ -176,10 +183,15 @@ def image_gradient(
     share of the image, so a mean-type objective gives every tile the gradient scale it has in the
     untiled image. The random roll before each step moves the tile borders, so no seam builds up.
 
-    Convention: core edges and margins fall on multiples of 32 px, the largest total stride of any
-    catalogue layer, so every tile samples the same grid of strided convolutions and poolings as the
-    whole image would; otherwise a tile's gradient has another aliasing pattern than its neighbour's.
-    Objectives over the whole picture (Gram style, guide matching) see one tile at a time.
+    Convention: core edges and margins fall on multiples of ``align`` px, by default 32, the largest
+    total stride of any catalogue CNN layer, so every tile samples the same grid of strided convolutions
+    and poolings as the whole image would; otherwise a tile's gradient has another aliasing pattern than
+    its neighbour's. A transformer's tiles are its native views (``align=1``, no overlap): exactly
+    ``tile_size``, its trained size. Objectives over the whole picture (Gram style, guide matching) see
+    one tile at a time.
+
+    With a ``view`` (cutouts) the network sees ``view(image)``, :math:`(B N, 3, h, w)`: ``N`` views
+    per item, scored and averaged per item; no roll, no tiles (the views are the network's size).
 
     The network runs in ``loss_scale``'s dtype: under fp16 it (one for the run, shared by its tiles)
     keeps the small scores of tiles from underflowing in the backward pass; by default a new one per
@@ -187,6 +199,8 @@ def image_gradient(
     """
     height, width = image.shape[-2:]
     loss_scale = loss_scale or LossScale(autocast)
+    if view is not None:
+        return _gradient(image, extractor, objective, 1.0, loss_scale, view)
     shifts = _per_item(shift, image.shape[0])
     tiled = tile_size > 0 and (height > tile_size or width > tile_size)
     if len(set(shifts)) > 1:  # a batch with its own roll per item
@@ -208,8 +222,8 @@ def image_gradient(
     source_cols = (torch.arange(width, device=image.device) - shift[1]) % width
     grad = torch.empty_like(image)
     scores = image.new_zeros(image.shape[0])
-    margin = TILE_ALIGN * math.ceil(overlap / 2 / TILE_ALIGN)
-    core = max(TILE_ALIGN, TILE_ALIGN * ((tile_size - 2 * margin) // TILE_ALIGN))
+    margin = align * math.ceil(overlap / 2 / align)
+    core = max(align, align * ((tile_size - 2 * margin) // align))
     for rows, tile_rows in _spans(height, core, margin):
         for cols, tile_cols in _spans(width, core, margin):
             tile = image[..., source_rows[tile_rows, None], source_cols[None, tile_cols]]  # one gather, no strip
@@ -252,10 +266,16 @@ def _spans(length: int, core: int, margin: int) -> list[tuple[slice, slice]]:
 
 
 def _gradient(image: Tensor, extractor: FeatureExtractor, objective: Objective, weight: float,
-              loss_scale: LossScale) -> tuple[Tensor, Tensor]:
-    """The gradient of ``weight * objective`` at ``image`` and its scores, the network in the scale's precision."""
+              loss_scale: LossScale, view: Callable[[Tensor], Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    """The gradient of ``weight * objective`` at ``image`` and its scores, the network in the scale's
+    precision; with a ``view``, each item's score is the mean over its views."""
     leaf = image.detach().requires_grad_(True)
 
+    def scores() -> Tensor:
+        if view is None:
+            return objective(extractor(leaf)) * weight
+        return objective(extractor(view(leaf))).view(leaf.shape[0], -1).mean(1) * weight
+
     with torch.enable_grad():
-        values, (grad,) = loss_scale.gradients(lambda: objective(extractor(leaf)) * weight, [leaf], leaf.device)
+        values, (grad,) = loss_scale.gradients(scores, [leaf], leaf.device)
     return grad, values.detach()

@@ -157,7 +157,7 @@ def _vit_trunk(model: nn.Module) -> list[nn.Module]:
     encoder = model.encoder
     parts = [(block.ln_1, _Attention(block.self_attention), block.ln_2, block.mlp[0], block.mlp[1], block.mlp[3])
              for block in encoder.layers]
-    return [PatchEmbedding(model.conv_proj, lambda: encoder.pos_embedding, lambda: model.class_token),
+    return [PatchEmbedding(model.conv_proj, lambda _: encoder.pos_embedding, lambda _: model.class_token),
             *block_stages(parts), ClassTokenHead(encoder.ln, model.heads)]
 
 
@@ -416,6 +416,9 @@ class Backbone:
                 fold_batchnorm(stage)
             model.requires_grad_(False)
         self.memory_format = torch.contiguous_format
+        self.computes_on: torch.device | None = None
+        """Where the network computes when a host keeps its weights elsewhere and casts them in at each
+        call (ComfyUI's dynamic VRAM); None: where the weights are."""
         self._extractors: dict[frozenset[tuple[str, str]], FeatureExtractor] = {}
         self._class_names: list[str] | None = None
 
@@ -429,7 +432,8 @@ class Backbone:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where the network computes: its weights' device, or :attr:`computes_on`."""
+        return self.computes_on or next(self.model.parameters()).device
 
     def to(self, device: torch.device | str | None = None, memory_format: torch.memory_format | None = None) -> Backbone:
         """Move the network and/or change its memory layout, in place; returns self.

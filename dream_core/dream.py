@@ -12,6 +12,7 @@ from torch import Tensor
 
 from .ascent import TILE_ALIGN
 from .backbones import Backbone
+from .cutouts import Cutouts
 from .errors import check
 from .images import check_image, prepare_mask
 from .loop import Ascent, Cancel, Item, Progress, ProgressFn, TilePolicy, autocast_dtype, for_each_item
@@ -103,7 +104,7 @@ def deepdream(
     original = check_image(image)
     _check_settings(steps, step_size, jitter, smoothing, max_loss)
     check_tile_size(tile_size, tile_overlap)
-    tile_size, tile_overlap, tile_above = _tiles_for(backbone, tile_size, tile_overlap, tile_above)
+    tile_size, tile_overlap, tile_above, tile_align = _tiles_for(backbone, tile_size, tile_overlap, tile_above)
     batch, _, height, width = original.shape
     given_size = (height, width)
     extractor = backbone.extractor(objective.layers)
@@ -112,7 +113,7 @@ def deepdream(
                                           f"{extractor.deepest} of {backbone.name}")
     masks = None if mask is None else prepare_mask(mask, batch, given_size).to(backbone.device)
     ascent = Ascent(extractor, objective, step_size=step_size, jitter=jitter, grad_norm=grad_norm,
-                    autocast=autocast_dtype(precision, backbone.device), tile_overlap=tile_overlap,
+                    autocast=autocast_dtype(precision, backbone.device), tile_overlap=tile_overlap, tile_align=tile_align,
                     tiles=TilePolicy(tile_size, tile_above, minimum=2 * tile_overlap + max(32, smallest),
                                      image_side=max(height, width)),
                     cancel=cancel, max_loss=max_loss)
@@ -159,30 +160,36 @@ def deepdream_memory(
     tile_size: int = 512,
     tile_overlap: int = 128,
     tile_above: int = 1024,
+    views: Cutouts | None = None,
 ) -> int:
     """Bytes a :func:`deepdream` of one ``(H, W)`` item needs on the compute device beyond the weights
     (also the entry of :func:`~dream_core.dream_zoom` and :func:`~dream_core.dream_video`, which dream
     frame by frame): a :func:`~dream_core.memory.pass_memory` whose network sees the largest input the
-    dream runs at once, an untiled octave or one tile. ``objective`` may be just the layer names it
-    reads. Per item: a batched dream on CUDA takes as many items as fit in the free memory.
+    dream runs at once, an untiled octave or one tile, or all its cutouts. ``objective`` may be just the
+    layer names it reads, with its ``views``. Per item: a batched dream on CUDA takes as many items as fit in the free memory.
     """
     check_tile_size(tile_size, tile_overlap)
-    tile_size, tile_overlap, tile_above = _tiles_for(backbone, tile_size, tile_overlap, tile_above)
+    tile_size, tile_overlap, tile_above, _ = _tiles_for(backbone, tile_size, tile_overlap, tile_above)
     layers = objective.layers if isinstance(objective, Objective) else objective
     _, sizes = _dream_sizes(size, backbone.extractor(layers).min_input_size(), octaves, octave_scale, None)
     tiles = TilePolicy(tile_size, tile_above, image_side=max(sizes[-1]))
     largest = max(tiles.for_size(s) ** 2 if tiles.for_size(s) else s[0] * s[1] for s in sizes)
+    views = objective.views if isinstance(objective, Objective) else views
+    if views is not None:  # every step sees the cutouts, whatever the size
+        largest = views.count * views.size**2
     return pass_memory(sizes[-1], backbone, layers, network_pixels=largest)
 
 
-def _tiles_for(backbone: Backbone, tile_size: int, tile_overlap: int, tile_above: int) -> tuple[int, int, int]:
-    """The tiling a dream through ``backbone`` uses: as asked, except that a network with a
-    :attr:`~dream_core.Backbone.largest_view` (a ViT) sees larger octaves in tiles of that size,
+def _tiles_for(backbone: Backbone, tile_size: int, tile_overlap: int,
+               tile_above: int) -> tuple[int, int, int, int]:
+    """The tiling a dream through ``backbone`` uses, ``(size, overlap, above, align)``: as asked, on the
+    32 px grid, except that a network with a :attr:`~dream_core.Backbone.largest_view` (a ViT) sees
+    larger octaves in tiles of exactly that size (336 px for a 336 px tower, not a multiple of 32),
     without overlap (its attention is global within a tile, and the jitter moves the borders)."""
     view = backbone.largest_view
     if view is None or tile_size == 0:
-        return tile_size, tile_overlap, tile_above
-    return min(tile_size, view), 0, min(tile_above, view)
+        return tile_size, tile_overlap, tile_above, TILE_ALIGN
+    return view, 0, min(tile_above, view), 1
 
 
 def _chunk_size(batch_size: int, batch: int, backbone: Backbone, objective: Objective, max_loss: float | None,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .ascent import ascent_step, random_shift
+from .ascent import TILE_ALIGN, ascent_step, random_shift
 from .errors import DreamCancelled, DreamError, check
 from .features import FeatureExtractor
 from .objectives import Objective
@@ -249,6 +249,7 @@ class Ascent:
             fp16 gradients are loss-scaled (:class:`~dream_core.precision.LossScale`, one per run).
         tiles: when to compute the gradient in tiles, and the out-of-memory fallback.
         tile_overlap: context around each tile.
+        tile_align: tile edges fall on multiples of this (32 for CNNs; 1 for a transformer's native tiles).
         progress: one step reported per ascent step.
         cancel: asked before every step.
         max_loss: stop a run once every item's score is above this.
@@ -262,6 +263,7 @@ class Ascent:
     autocast: torch.dtype | None = None
     tiles: TilePolicy = field(default_factory=TilePolicy)
     tile_overlap: int = 128
+    tile_align: int = TILE_ALIGN
     progress: Progress = field(default_factory=Progress)
     cancel: Cancel | None = None
     max_loss: float | None = None
@@ -287,15 +289,21 @@ class Ascent:
                 too; every later step updates the run's own image in place (one image-sized buffer
                 fewer at full size). A ``progress`` preview is valid only during its call.
         """
+        generators = [generator] if isinstance(generator, torch.Generator) else list(generator)
+        views = self.objective.views
         for step in range(steps):
             self.progress.check_cancel(self.cancel)
+            if views is None:  # a roll per step; cutouts place themselves
+                shifts = [random_shift(g, self.jitter) for g in generators]
+                view = None
+            else:
+                shifts = [(0, 0)] * len(generators)
+                view = views.draw(image.shape, generators * image.shape[0] if len(generators) == 1 else generators)
             image, scores = self.tiles.run(
                 ascent_step, image, self.extractor, self.objective, step_size=self.step_size,
-                shift=(random_shift(generator, self.jitter) if isinstance(generator, torch.Generator)
-                       else [random_shift(g, self.jitter) for g in generator]),
-                grad_norm=self.grad_norm, smoothing=smoothing,
-                mask=mask, autocast=self.autocast, tile_overlap=self.tile_overlap, loss_scale=self.loss_scale,
-                in_place=in_place or step > 0)
+                shift=shifts[0] if len(shifts) == 1 else shifts, grad_norm=self.grad_norm, smoothing=smoothing,
+                mask=mask, autocast=self.autocast, tile_overlap=self.tile_overlap, tile_align=self.tile_align,
+                loss_scale=self.loss_scale, in_place=in_place or step > 0, view=view)
             if after_step is not None:
                 image = after_step(image, step)
             reached = ((self.max_loss is not None and bool((scores > self.max_loss).all()))

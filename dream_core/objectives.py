@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .cutouts import Cutouts
 from .errors import DreamError, check
 from .features import INPUT
 
@@ -50,14 +51,23 @@ class Objective:
         description: a readable formula, shown in ``repr`` and in logs.
         at: ``(size, item) -> Objective``: this objective for batch item ``item`` of an image of
             ``size`` ``(H, W)``, for objectives made from reference pictures; None = the same everywhere.
+        views: :class:`~dream_core.Cutouts` the ascent drivers score it on instead of the picture (see
+            :meth:`through`); None = the picture itself.
     """
 
     def __init__(self, fn: Callable[[Activations], Tensor], layers: Iterable[str], description: str,
-                 at: Callable[[tuple[int, int], int], Objective] | None = None) -> None:
+                 at: Callable[[tuple[int, int], int], Objective] | None = None, views: Cutouts | None = None) -> None:
         self.fn = fn
         self.layers = frozenset(layers)
         self.description = description
         self._at = at
+        self.views = views
+
+    def through(self, views: Cutouts | None) -> Objective:
+        """This objective scored on ``views`` (random crops at the network's size, see
+        :class:`~dream_core.Cutouts`) instead of the picture: each item's score is the mean over its
+        crops. A sum with such a term is scored on the crops as a whole (one forward pass)."""
+        return Objective(self.fn, self.layers, self.description, self._at, views)
 
     def __call__(self, activations: Activations) -> Tensor:
         return self.fn(activations)
@@ -72,7 +82,10 @@ class Objective:
         seen at ``style_scale`` times the image, a content at the image's size) and take the
         reference of the item; all others return themselves.
         """
-        return self if self._at is None else self._at(tuple(size), item)
+        if self._at is None:
+            return self
+        made = self._at(tuple(size), item)
+        return made if made.views == self.views else made.through(self.views)
 
     @property
     def per_image(self) -> bool:
@@ -81,15 +94,20 @@ class Objective:
 
     def _combine(self, other: Objective, fn: Callable[[Activations], Tensor], description: str) -> Objective:
         sized = self._at is not None or other._at is not None
+        if self.views is not None and other.views is not None and self.views != other.views:
+            raise DreamError(f"objective: {self.description} and {other.description} are seen through different "
+                             "cutouts; give them the same cutouts (one forward pass scores the sum).")
         return Objective(fn, self.layers | other.layers, description,
-                         (lambda size, item: self.at(size, item) + other.at(size, item)) if sized else None)
+                         (lambda size, item: self.at(size, item) + other.at(size, item)) if sized else None,
+                         self.views or other.views)
 
     def __add__(self, other: Objective | float) -> Objective:
         if isinstance(other, Objective):
             return self._combine(other, lambda a: self(a) + other(a), f"{self.description} + {other.description}")
         if isinstance(other, (int, float)):
             return Objective(lambda a: self(a) + other, self.layers, f"{self.description} + {other:g}",
-                             None if self._at is None else lambda size, item: self.at(size, item) + other)
+                             None if self._at is None else lambda size, item: self.at(size, item) + other,
+                             self.views)
         return NotImplemented
 
     __radd__ = __add__  # sum([...]) starts from 0
@@ -98,7 +116,7 @@ class Objective:
         if isinstance(factor, bool) or not isinstance(factor, (int, float)):
             return NotImplemented
         return Objective(lambda a: factor * self(a), self.layers, f"{factor:g} * ({self.description})",
-                         None if self._at is None else lambda size, item: factor * self.at(size, item))
+                         None if self._at is None else lambda size, item: factor * self.at(size, item), self.views)
 
     __rmul__ = __mul__
 

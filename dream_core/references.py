@@ -22,7 +22,8 @@ from .images import check_image
 from .objectives import LayerTerm, Objective, guide
 from .pyramid import resize_longer_side
 
-__all__ = ["reference_activations", "reference_objective", "item_of", "guided_objective"]
+__all__ = ["reference_activations", "reference_objective", "item_of", "guided_objective", "centre_view",
+           "image_embedding"]
 
 KEPT = 8  # (size, item) versions of a reference objective kept: the sizes of one dream or transfer
 
@@ -63,3 +64,25 @@ def guided_objective(backbone: Backbone, guide_image: Tensor, terms: Sequence[La
     layers = [backbone.resolve(term.layer) for term in terms]
     acts = reference_activations(backbone, guide_image[:1], layers, "guide_image", backbone.spec.native_size)
     return Objective.sum(term.weight * guide(layer, acts[layer]) for term, layer in zip(terms, layers))
+
+
+def centre_view(image: Tensor, size: int) -> Tensor:
+    """What a CLIP model is shown of ``image`` :math:`(B, 3, H, W)`: the shorter side resized to ``size``
+    (bicubic, antialiased), the centre ``size`` x ``size`` cut out, rounded to 8 bits; as ComfyUI's
+    ``clip_preprocess`` (and OpenAI's CLIP) prepares it, before the normalisation. No gradient flows
+    through the rounding: for targets, not for dreaming."""
+    height, width = image.shape[-2:]
+    if (height, width) != (size, size):
+        scale = size / min(height, width)
+        image = torch.nn.functional.interpolate(image, size=(round(scale * height), round(scale * width)),
+                                                mode="bicubic", antialias=True)
+        top, left = (image.shape[-2] - size) // 2, (image.shape[-1] - size) // 2
+        image = image[..., top:top + size, left:left + size]
+    return (255.0 * image).clamp(0, 255).round() / 255.0
+
+
+def image_embedding(backbone: Backbone, image: Tensor, layer: str, name: str = "image") -> Tensor:
+    """``layer`` (a CLIP backbone's ``embedding``) of ``image`` :math:`(B, 3, H, W)` as the model's host
+    embeds a picture: its :func:`centre_view` at the backbone's native size; :math:`(B, E)`, no gradient."""
+    picture = check_image(image, name).to(backbone.device)
+    return reference_activations(backbone, centre_view(picture, backbone.spec.native_size), [layer], name)[layer]

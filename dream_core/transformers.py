@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from .features import Stage
 
-__all__ = ["Tokens", "PatchEmbedding", "GridTokens", "BlockMLP", "BlockOutput", "ClassTokenHead",
+__all__ = ["Tokens", "PatchEmbedding", "pad_to_patches", "embedding_table", "GridTokens", "BlockMLP", "BlockOutput", "ClassTokenHead",
            "PooledHead", "SelfAttention", "transformer_layers", "hierarchical_layers", "block_stages",
            "clip_vision_stages", "EMBEDDING"]
 
@@ -66,32 +66,64 @@ class PatchEmbedding(Stage):
     """Normalised image -> :class:`Tokens`: patches, the class token first (if the model has one), plus
     the position embeddings interpolated to the picture's grid; then ``norm`` (CLIP's pre-layernorm).
 
+    A picture that is not a whole number of patches is first padded (reflect) at the bottom and right
+    to the next whole patch, so every pixel is seen and gets a gradient (the patch convolution has no
+    padding: without this the rows and columns past the last whole patch get exactly zero).
+
+    The position table and class token come from callables given the compute device, and are cast to
+    the tokens' device and dtype at every call: a host that streams weights in (ComfyUI's dynamic VRAM
+    keeps them on the CPU and casts them per call) may hold them anywhere, in any precision, so a host
+    module's table is read through its own forward (see :func:`embedding_table`), never raw.
+
     Args:
         patches: the patch convolution (kernel = stride = patch size).
-        positions: a callable giving the trained position embeddings :math:`(T_0, D)` (class first).
-        class_token: a callable giving the class token :math:`(D,)`, or None.
+        positions: ``positions(device)``, the trained position embeddings :math:`(T_0, D)` (class first).
+        class_token: ``class_token(device)``, the class token :math:`(D,)`, or None.
         norm: applied to the tokens (identity by default).
     """
 
-    def __init__(self, patches: nn.Module, positions: Callable[[], Tensor], class_token: Callable[[], Tensor] | None,
+    def __init__(self, patches: nn.Module, positions: Callable[[torch.device], Tensor],
+                 class_token: Callable[[torch.device], Tensor] | None,
                  norm: nn.Module | None = None) -> None:
         super().__init__()
         self.patches, self.norm = patches, norm or nn.Identity()
         self._positions, self._class_token = positions, class_token
 
+    @property
+    def patch_size(self) -> int:
+        stride = self.patches.stride
+        return stride[0] if isinstance(stride, tuple) else stride
+
     def forward(self, image: Tensor) -> Tokens:
-        patches = self.patches(image)
+        patches = self.patches(pad_to_patches(image, self.patch_size))
         grid = tuple(patches.shape[-2:])
         values = patches.flatten(2).transpose(1, 2)
         prefix = 0
         if self._class_token is not None:
-            token = self._class_token().to(values.dtype).reshape(1, 1, -1).expand(values.shape[0], 1, -1)
-            values, prefix = torch.cat([token, values], dim=1), 1
-        values = values + interpolate_positions(self._positions().to(values.dtype), prefix, grid)
+            token = self._class_token(values.device).to(values.device, values.dtype).reshape(1, 1, -1)
+            values, prefix = torch.cat([token.expand(values.shape[0], 1, -1), values], dim=1), 1
+        positions = self._positions(values.device).to(values.device, values.dtype)
+        values = values + interpolate_positions(positions, prefix, grid)
         return Tokens(self.norm(values), grid, prefix)
 
     def activation(self, output: Tokens) -> Tensor:
         return output.as_map()
+
+
+def embedding_table(embedding: nn.Module, device: torch.device) -> Tensor:
+    """All rows of an ``nn.Embedding`` (or a host's casting subclass) on ``device``, through its own
+    forward: the host casts and patches its weight there."""
+    return embedding(torch.arange(embedding.num_embeddings, device=device))
+
+
+def pad_to_patches(image: Tensor, patch: int) -> Tensor:
+    """:math:`(B, C, H, W)` padded by reflection at the bottom and right to whole ``patch`` multiples
+    (unchanged when it already is one); a side shorter than the padding is padded by replication."""
+    bottom, right = -image.shape[-2] % patch, -image.shape[-1] % patch
+    if not (bottom or right):
+        return image
+    mode = "reflect" if bottom < image.shape[-2] and right < image.shape[-1] else "replicate"
+    return nn.functional.pad(image, (0, right, 0, bottom), mode=mode)
 
 
 def interpolate_positions(positions: Tensor, prefix: int, grid: tuple[int, int]) -> Tensor:
@@ -254,8 +286,9 @@ def clip_vision_stages(model: nn.Module) -> tuple[list[nn.Module], dict[str, int
                       block.layer_norm2, block.mlp.fc1, act, block.mlp.fc2))
     projection = model.visual_projection
     width = embeddings.patch_embedding.out_channels
-    stages = [PatchEmbedding(embeddings.patch_embedding, lambda: embeddings.position_embedding.weight,
-                             lambda: embeddings.class_embedding, vision.pre_layrnorm),
+    stages = [PatchEmbedding(embeddings.patch_embedding,
+                             lambda device: embedding_table(embeddings.position_embedding, device),
+                             lambda device: embeddings.class_embedding, vision.pre_layrnorm),
               *block_stages(parts), ClassTokenHead(vision.post_layernorm, projection)]
     layers = transformer_layers(width, blocks[0].mlp.fc1.out_features, len(blocks), EMBEDDING,
                                 getattr(projection, "out_features", width))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..dream_core import EMBEDDING, Backbone, DreamError, Objective, cosine, from_bhwc, reference_activations
+from ..dream_core import (EMBEDDING, Backbone, Cutouts, DreamError, Objective, cosine, from_bhwc, image_embedding,
+                         pass_memory)
 from . import host
 
 CATEGORY = "DeepDream/clip"
@@ -32,15 +33,7 @@ class ClipVisionBackbone:
         return (host.clip_vision_backbone(clip_vision),)
 
 
-def _pooled(conditioning, name: str) -> torch.Tensor:
-    """The pooled (projected) text embedding of CLIP Text Encode's CONDITIONING."""
-    try:
-        pooled = conditioning[0][1].get("pooled_output")
-    except (IndexError, KeyError, TypeError, AttributeError):
-        pooled = None
-    if pooled is None:
-        raise DreamError(f"{name}: this CONDITIONING has no pooled text embedding; connect CLIP Text Encode.")
-    return pooled[:1].float()
+DEFAULT_CUTOUTS = 16
 
 
 class ClipTarget:
@@ -50,47 +43,72 @@ class ClipTarget:
             "required": {
                 "backbone": ("DD_BACKBONE", {"tooltip": "From CLIP Vision Backbone."}),
                 "weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.05, "tooltip":
-                           "Strength of the pull towards the targets."}),
+                           "Strength of the pull towards the prompt and the image."}),
+                "cutouts": ("INT", {"default": DEFAULT_CUTOUTS, "min": 0, "max": 128, "tooltip":
+                            "Random crops of the picture scored each step, at the model's own size: the picture must "
+                            "show the prompt at every place and scale (as VQGAN+CLIP and CLIP-guided diffusion do); "
+                            "0 = score the one picture, which finds adversarial texture. More: slower, steadier."}),
             },
             "optional": {
-                "positive": ("CONDITIONING", {"tooltip": "CLIP Text Encode: dream towards this prompt. Its pooled "
-                             "embedding must be as wide as the vision model's (SDXL's CLIP-G with ViT-bigG: 1280)."}),
-                "negative": ("CONDITIONING", {"tooltip": "CLIP Text Encode: dream away from this prompt."}),
+                "clip": ("CLIP", {"tooltip": "The text encoder that belongs to the vision model, for the prompts: "
+                         "SDXL's (its clip_g) with clip_vision_g, SD2.x's with a ViT-H vision file, a CLIP-L file "
+                         "that carries its text_projection with a ViT-L one. SD1.x checkpoints' CLIP is refused: "
+                         "it has no trained projection into image space."}),
+                "text": ("STRING", {"multiline": True, "default": "", "tooltip": "Dream towards this prompt "
+                         "(needs clip)."}),
+                "negative_text": ("STRING", {"multiline": True, "default": "", "tooltip": "Dream away from this "
+                                  "prompt (needs clip)."}),
+                "file_projection": ("BOOLEAN", {"default": False, "tooltip": "ComfyUI pools SD1.x's and Flux's "
+                                    "CLIP-L without its text_projection (an SD1.x checkpoint has none). Switch on only "
+                                    "for a CLIP-L file that carries text_projection.weight (check its keys), to dream "
+                                    "it with a ViT-L/14 vision file."}),
                 "negative_weight": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.05, "tooltip":
                                     "Strength of the push away from the negative prompt."}),
-                "image": ("IMAGE", {"tooltip": "Dream towards this picture's CLIP embedding (first image): a guided "
-                          "dream in CLIP space."}),
+                "image": ("IMAGE", {"tooltip": "Dream towards this picture's CLIP embedding (first image, embedded "
+                          "as Load CLIP Vision's encoder sees it: short side resized, centre crop): a guided dream "
+                          "in CLIP space."}),
                 "objective": ("DD_OBJECTIVE", {"tooltip": "Another objective to add this one to."}),
             },
         }
 
     RETURN_TYPES = ("DD_OBJECTIVE",)
     RETURN_NAMES = ("objective",)
-    OUTPUT_TOOLTIPS = ("weight x cosine to each target - negative_weight x cosine to the negative, for a dream "
-                       "node's 'objective' input.",)
+    OUTPUT_TOOLTIPS = ("weight x cosine to each target - negative_weight x cosine to the negative, scored on the "
+                       "cutouts, for a dream node's 'objective' input (no layers needed).",)
     FUNCTION = "build"
     CATEGORY = CATEGORY
     DESCRIPTION = ("Steers a dream in CLIP space: raises the cosine between the picture's CLIP image embedding and "
-                   "a prompt's (or a picture's), lowers it to a negative prompt's.")
+                   "a prompt's (or a picture's), lowers it to a negative prompt's. The prompts are encoded here, "
+                   "through the text encoder's trained projection into image space (CLIP Text Encode's pooled "
+                   "output is not in that space for most models).")
 
-    def build(self, backbone: Backbone, weight: float, positive=None, negative=None, negative_weight: float = 1.0,
-              image: torch.Tensor | None = None, objective: Objective | None = None) -> tuple[Objective]:
+    def build(self, backbone: Backbone, weight: float, cutouts: int, clip=None, text: str = "",
+              negative_text: str = "", file_projection: bool = False, negative_weight: float = 1.0, image: torch.Tensor | None = None,
+              objective: Objective | None = None) -> tuple[Objective]:
         if EMBEDDING not in backbone.spec.layers:
             raise DreamError(f"backbone: {backbone.name} has no CLIP image embedding; connect a CLIP Vision Backbone.")
+        prompts = [(name, value, sign) for name, value, sign in
+                   (("text", text, weight), ("negative_text", negative_text, -negative_weight)) if value.strip()]
+        if prompts and clip is None:
+            raise DreamError(f"clip: connect the CLIP text encoder that belongs to the vision model to use "
+                             f"{prompts[0][0]}.")
         terms = []
         with host.gradients():  # targets are kept for later passes: no inference tensors
-            if positive is not None:
-                terms.append(weight * cosine(EMBEDDING, _checked(_pooled(positive, "positive"), backbone, "positive")))
-            if negative is not None:
-                terms.append(-negative_weight * cosine(EMBEDDING, _checked(_pooled(negative, "negative"), backbone,
-                                                                           "negative")))
+            for name, value, sign in prompts:
+                target = _checked(host.clip_text_embedding(clip, value, name, file_projection), backbone, name)
+                terms.append(sign * cosine(EMBEDDING, target))
             if image is not None:
-                with host.dreaming(backbone, 0), torch.no_grad():
-                    guide = reference_activations(backbone, from_bhwc(image, "image")[:1], [EMBEDDING], "image")
-                terms.append(weight * cosine(EMBEDDING, guide[EMBEDDING].cpu()))
+                guide = from_bhwc(image, "image")[:1]
+                native = backbone.spec.native_size
+                with host.dreaming(backbone, pass_memory((native, native), backbone, [EMBEDDING])):
+                    target = image_embedding(backbone, guide, EMBEDDING, "image")
+                terms.append(weight * cosine(EMBEDDING, target.cpu()))
         if not terms:
-            raise DreamError("CLIP Embedding Target: connect a positive prompt, a negative prompt or an image.")
+            raise DreamError("CLIP Embedding Target: write a prompt (text or negative_text, with clip connected) "
+                             "or connect an image.")
         made = Objective.sum(terms)
+        if cutouts:
+            made = made.through(Cutouts(cutouts, backbone.spec.native_size))
         return (made if objective is None else objective + made,)
 
 
@@ -98,6 +116,5 @@ def _checked(embedding: torch.Tensor, backbone: Backbone, name: str) -> torch.Te
     wanted = backbone.spec.layers[EMBEDDING]
     if embedding.shape[-1] != wanted:
         raise DreamError(f"{name}: the text embedding has {embedding.shape[-1]} values, {backbone.name}'s image "
-                         f"embedding {wanted}; use the text encoder that belongs to the vision model (SDXL's "
-                         "CLIP-G with ViT-bigG: both 1280).")
+                         f"embedding {wanted}; use the text encoder that belongs to the vision model ({host.PAIRINGS}).")
     return embedding.clone()

@@ -6,9 +6,9 @@ from dataclasses import asdict
 
 import torch
 
-from ..dream_core import (DETAIL_MODES, GRAD_NORMS, PRECISIONS, Backbone, LayerTerm, Objective, OctaveSettings,
-                          check_tile_size, deepdream, deepdream_memory, from_bhwc, guided_objective, terms_objective,
-                          to_bhwc)
+from ..dream_core import (DETAIL_MODES, EMBEDDING, GRAD_NORMS, PRECISIONS, Backbone, Cutouts, DreamError, LayerTerm,
+                          Objective, OctaveSettings, check_tile_size, cosine, deepdream, deepdream_memory, from_bhwc,
+                          guided_objective, image_embedding, terms_objective, to_bhwc)
 from . import host
 from .catalogue import layer_weights_only, validation
 
@@ -93,13 +93,14 @@ class DeepDream:
             "required": {
                 "image": ("IMAGE", {"tooltip": "The images to dream; every image of the batch is dreamed."}),
                 "backbone": ("DD_BACKBONE", {"tooltip": "From Load Dream Backbone."}),
-                "layers": ("DD_LAYERS", {"tooltip": "From Select Dream Layer: the layers to amplify."}),
                 **_ascent_inputs(),
             },
             "optional": {
+                "layers": ("DD_LAYERS", {"tooltip": "From Select Dream Layer: the layers to amplify. Optional when "
+                           "an objective is connected."}),
                 **_shared_optional_inputs(),
-                "objective": ("DD_OBJECTIVE", {"tooltip": "Extra terms added to the layer objective, e.g. "
-                              "a Style Loss."}),
+                "objective": ("DD_OBJECTIVE", {"tooltip": "Terms added to the layer objective (or dreamed alone), "
+                              "e.g. a Style Loss or a CLIP Embedding Target."}),
                 "smoothing": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 10.0, "step": 0.1, "tooltip":
                               "Blur of the gradient (sigma in pixels at the smallest octave): smoother, "
                               "larger patterns. 0 = off."}),
@@ -111,18 +112,17 @@ class DeepDream:
     OUTPUT_TOOLTIPS = ("The dreamed images, same size and batch as the input.",)
     FUNCTION = "dream"
     CATEGORY = "DeepDream"
-    DESCRIPTION = ("DeepDream: gradient ascent on the image to amplify what the chosen layers see, over an "
-                   "octave pyramid, with random jitter and normalised gradients.")
+    DESCRIPTION = ("DeepDream: gradient ascent on the image to amplify what the chosen layers see (and raise any "
+                   "connected objective), over an octave pyramid, with random jitter and normalised gradients.")
 
-    def dream(self, image: torch.Tensor, backbone: Backbone, layers: tuple[LayerTerm, ...], steps: int,
-              step_size: float, jitter: int, seed: int, octaves: OctaveSettings | None = None,
-              mask: torch.Tensor | None = None, invert_mask: bool = False, tile_size: int = 512,
-              grad_norm: str = "mean_abs", precision: str = "auto", objective: Objective | None = None,
-              smoothing: float = 0.0) -> tuple[torch.Tensor]:
-        total = terms_objective(layers) if objective is None else terms_objective(layers) + objective
-        return run_dream(image, backbone, lambda: total, total.layers, octaves, mask, invert_mask, steps=steps,
-                         step_size=step_size, jitter=jitter, seed=seed, smoothing=smoothing, tile_size=tile_size,
-                         grad_norm=grad_norm, precision=precision)
+    def dream(self, image: torch.Tensor, backbone: Backbone, steps: int, step_size: float, jitter: int, seed: int,
+              layers: tuple[LayerTerm, ...] | None = None, octaves: OctaveSettings | None = None, mask: torch.Tensor | None = None, invert_mask: bool = False,
+              tile_size: int = 512, grad_norm: str = "mean_abs", precision: str = "auto",
+              objective: Objective | None = None, smoothing: float = 0.0) -> tuple[torch.Tensor]:
+        total = Objective.sum(_parts(terms_objective(layers) if layers else None, objective, "Deep Dream"))
+        return run_dream(image, backbone, lambda: total, total.layers, total.views, octaves, mask, invert_mask,
+                         steps=steps, step_size=step_size, jitter=jitter, seed=seed, smoothing=smoothing,
+                         tile_size=tile_size, grad_norm=grad_norm, precision=precision)
 
 
 class GuidedDream(DeepDream):
@@ -134,41 +134,63 @@ class GuidedDream(DeepDream):
                 "guide_image": ("IMAGE", {"tooltip": "What to dream of: each feature of the image is pulled "
                                 "towards its best match among this picture's features (first image used)."}),
                 "backbone": ("DD_BACKBONE", {"tooltip": "From Load Dream Backbone."}),
-                "layers": ("DD_LAYERS", {"tooltip": "The layers at which image and guide are matched."}),
                 **_ascent_inputs(),
             },
-            "optional": _shared_optional_inputs(),
+            "optional": {
+                "layers": ("DD_LAYERS", {"tooltip": "The layers at which image and guide are matched. Without "
+                           "layers a CLIP Vision Backbone matches the guide's CLIP image embedding instead."}),
+                **_shared_optional_inputs(),
+                "objective": ("DD_OBJECTIVE", {"tooltip": "Terms added to the guide's pull, e.g. a CLIP Embedding "
+                              "Target."}),
+            },
         }
 
     OUTPUT_TOOLTIPS = ("The images dreamed towards the guide, same size and batch as the input.",)
     DESCRIPTION = ("Guided (controlled) DeepDream: instead of amplifying whatever the layers see, steer the "
                    "dream towards the features of a guide image.")
 
-    def dream(self, image: torch.Tensor, guide_image: torch.Tensor, backbone: Backbone,
-              layers: tuple[LayerTerm, ...], steps: int, step_size: float, jitter: int, seed: int,
-              octaves: OctaveSettings | None = None, mask: torch.Tensor | None = None, invert_mask: bool = False,
-              tile_size: int = 512, grad_norm: str = "mean_abs", precision: str = "auto") -> tuple[torch.Tensor]:
-        guide = from_bhwc(guide_image, "guide_image")
-        layers = layer_weights_only(layers, "Guided Dream")
-        return run_dream(image, backbone, lambda: guided_objective(backbone, guide, layers),
-                         terms_objective(layers).layers, octaves, mask, invert_mask, steps=steps, step_size=step_size, jitter=jitter, seed=seed,
+    def dream(self, image: torch.Tensor, guide_image: torch.Tensor, backbone: Backbone, steps: int, step_size: float,
+              jitter: int, seed: int, layers: tuple[LayerTerm, ...] | None = None,
+              octaves: OctaveSettings | None = None, mask: torch.Tensor | None = None,
+              invert_mask: bool = False, tile_size: int = 512, grad_norm: str = "mean_abs", precision: str = "auto",
+              objective: Objective | None = None) -> tuple[torch.Tensor]:
+        guide = from_bhwc(guide_image, "guide_image")[:1]
+        if layers:
+            layers = layer_weights_only(layers, "Guided Dream")
+            reads = terms_objective(layers).layers | (objective.layers if objective is not None else frozenset())
+            make_guide = lambda: guided_objective(backbone, guide, layers)  # noqa: E731
+        elif EMBEDDING in backbone.spec.layers:  # a CLIP tower: the guide as its host embeds it
+            reads = frozenset({EMBEDDING}) | (objective.layers if objective is not None else frozenset())
+            make_guide = lambda: cosine(EMBEDDING, image_embedding(backbone, guide, EMBEDDING, "guide_image"))  # noqa: E731
+        else:
+            raise DreamError(f"layers: Guided Dream needs the layers at which to match the guide ({backbone.name} has "
+                             "no CLIP image embedding to match it in); connect Select Dream Layer.")
+        return run_dream(image, backbone, lambda: Objective.sum(_parts(make_guide(), objective, "Guided Dream")),
+                         reads, objective and objective.views, octaves, mask, invert_mask, steps=steps, step_size=step_size, jitter=jitter, seed=seed,
                          tile_size=tile_size, grad_norm=grad_norm, precision=precision)
 
 
-def run_dream(image: torch.Tensor, backbone: Backbone, make_objective, layers: frozenset[str],
+def _parts(first: Objective | None, objective: Objective | None, node: str) -> list[Objective]:
+    """The objectives a dream node adds up: its own (from layers, a guide) and the connected one."""
+    parts = [part for part in (first, objective) if part is not None]
+    if not parts:
+        raise DreamError(f"layers: {node} needs layers (Select Dream Layer), an objective, or both; connect one.")
+    return parts
+
+
+def run_dream(image: torch.Tensor, backbone: Backbone, make_objective, reads: frozenset[str], views: Cutouts | None,
               octaves: OctaveSettings | None, mask: torch.Tensor | None, invert_mask: bool,
               **settings) -> tuple[torch.Tensor]:
     """IMAGE in, IMAGE out: ``deepdream`` on the host's device, inside the grad-mode escape.
 
-    The host is asked for the memory one item needs at the ``layers`` the objective reads (items are
-    dreamed one at a time). ``make_objective`` runs inside the escape with the backbone in place, so
+    The host is asked for the memory one item needs at the layers the objective ``reads``, seen whole,
+    in tiles or through its ``views`` (cutouts); items are dreamed one at a time. ``make_objective`` runs inside the escape with the backbone in place, so
     objectives that run a reference image through the backbone get normal tensors on the right device.
     """
     pyramid = octaves or OctaveSettings()
     picture = from_bhwc(image)
-    memory = deepdream_memory(tuple(picture.shape[-2:]), backbone, layers,
-                              octaves=pyramid.octaves, octave_scale=pyramid.octave_scale,
-                              tile_size=settings["tile_size"])
+    memory = deepdream_memory(tuple(picture.shape[-2:]), backbone, reads, octaves=pyramid.octaves,
+                              octave_scale=pyramid.octave_scale, tile_size=settings["tile_size"], views=views)
     settings["precision"] = host.precision(settings["precision"])
     with host.dreaming(backbone, memory):
         dream = deepdream(picture, backbone, make_objective(), **asdict(pyramid),

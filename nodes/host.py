@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ..dream_core import (WEIGHT_EXTENSIONS, Backbone, Progress, WeightsError, backbone_from_clip_vision,
+from ..dream_core import (WEIGHT_EXTENSIONS, Backbone, DreamError, Progress, WeightsError, backbone_from_clip_vision,
                          default_weights_dir, to_pil)
 
 try:  # inside ComfyUI
@@ -195,9 +195,16 @@ def warn_once(message: str) -> None:
 _clip_backbones: weakref.WeakKeyDictionary[object, Backbone] = weakref.WeakKeyDictionary()
 
 
+def is_dynamic(patcher) -> bool:
+    """Whether a host patcher streams its weights in at each call (ComfyUI's dynamic VRAM,
+    ``ModelPatcherDynamic``): it keeps them where they are and refuses a full load; hands off."""
+    return bool(getattr(patcher, "is_dynamic", lambda: False)())
+
+
 def clip_vision_backbone(clip_vision) -> Backbone:
     """The backbone of a ``CLIP_VISION`` (core's Load CLIP Vision), made once per loaded model. It wraps the
-    host's module in place, so it is placed on the GPU by that model's own patcher, never a second one."""
+    host's module in place, so it is placed by that model's own patcher (see :func:`place`), never a second
+    copy of the weights."""
     backbone = _clip_backbones.get(clip_vision)
     if backbone is None:
         with gradients():
@@ -209,12 +216,29 @@ def clip_vision_backbone(clip_vision) -> Backbone:
     return backbone
 
 
+def _patcher_on(patcher, device: torch.device):
+    """``patcher``, or a clone of it that loads to ``device``: the host loads a CLIP vision model to its
+    text-encoder device, the CPU under ``--lowvram``/``--novram``, while a dream computes on the GPU."""
+    if patcher.load_device == device:
+        return patcher
+    moved = patcher.clone()
+    moved.load_device = device
+    if hasattr(moved, "register_load_device"):  # a dynamic patcher keeps state per load device
+        moved.register_load_device(device)
+    warn_once(f"the CLIP vision model loads to {patcher.load_device} in this ComfyUI (its text-encoder device); "
+              f"dreaming moves it to {device}, where the dream computes.")
+    return moved
+
+
 def place(backbone: Backbone, device: torch.device, memory: int) -> None:
     """Put ``backbone`` on ``device`` with ``memory`` bytes of working space free beside its weights.
 
     Inside ComfyUI on a GPU, through model management: a weights move happens only when the backbone
-    is not already loaded there, and ComfyUI unloads its own models only as far as this run needs.
+    is not already loaded there, and ComfyUI unloads its own models only as far as this run needs. A
+    host model under a dynamic patcher keeps its weights where the host holds them (it casts them in
+    at each call); the backbone then computes on ``device`` all the same.
     """
+    backbone.computes_on = None
     if model_management is None or device.type == "cpu":
         backbone.to(device)
         return
@@ -228,17 +252,89 @@ def place(backbone: Backbone, device: torch.device, memory: int) -> None:
     if patcher is None:
         patcher = _patchers[backbone] = ModelPatcher(backbone.model, load_device=device,
                                                      offload_device=model_management.unet_offload_device())
-    model_management.load_models_gpu([patcher], memory_required=memory, force_full_load=True)
+    patcher = _patchers[backbone] = _patcher_on(patcher, device)
+    dynamic = is_dynamic(patcher)
+    model_management.load_models_gpu([patcher], memory_required=memory, force_full_load=not dynamic)
+    if dynamic:
+        backbone.computes_on = device
 
 
 @contextmanager
 def dreaming(backbone: Backbone, memory: int) -> Iterator[None]:
     """Everything a node needs around work with gradients: the grad-mode escape, the backbone on the
-    host's device with ``memory`` bytes of room for the work, and weights that autograd may save."""
+    host's device with ``memory`` bytes of room for the work, and weights that autograd may save (a
+    dynamic patcher's weights are left alone: they are cast into new tensors at every call)."""
     with gradients():
         place(backbone, compute_device(), memory)
-        make_trainable_copy_if_inference(backbone)
+        if not is_dynamic(_patchers.get(backbone)):
+            make_trainable_copy_if_inference(backbone)
         yield
+
+
+def _pooling_encoder(model):
+    """The text encoder whose pooled output a host CLIP returns: the one of a single-encoder CLIP (SD1.x,
+    SD2.x, SDXL refiner: ``model.clip`` names it), SDXL's ``clip_g``, Flux's ``clip_l``; None if unknown."""
+    name = getattr(model, "clip", None)
+    if isinstance(name, str) and hasattr(model, name):
+        return getattr(model, name)
+    for name in ("clip_g", "clip_l", "clip_h"):
+        if getattr(model, name, None) is not None:
+            return getattr(model, name)
+    return None
+
+
+PAIRINGS = ("SDXL's clip_g with clip_vision_g.safetensors (1280), SD2.x's OpenCLIP ViT-H text encoder with "
+            "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors (1024), or a CLIP-L text file that carries its "
+            "text_projection with a ViT-L/14 vision file (768)")
+
+
+def _holds_weights(projection) -> bool:
+    """Whether a ``text_projection`` holds numbers at all: not all zero, all finite (an uninitialised layer
+    on a fresh page is zeros; elsewhere it is whatever memory it was given, which no check can tell)."""
+    weight = getattr(projection, "weight", None)
+    if weight is None or weight.is_meta:
+        return False
+    with torch.no_grad():
+        return bool(torch.isfinite(weight).all()) and bool(weight.any())
+
+
+def clip_text_embedding(clip, text: str, name: str, file_projection: bool = False) -> torch.Tensor:
+    """A prompt's CLIP text embedding :math:`(1, E)` in the space of the CLIP image embedding: the pooled
+    output through the encoder's trained ``text_projection``, encoded by the host's own CLIP object.
+
+    CLIP Text Encode's pooled output is not that for most CLIPs: SD1.x checkpoints and Flux's ``clip_l``
+    return the unprojected end-of-text state (as wide as a ViT-L image embedding, and meaningless next to
+    it), and an SD1.x file has no projection at all: the host builds the layer uninitialised and records
+    nothing of what its file held (its weights are inference tensors, without even a version count). So
+    the host's own choice for the model (its ``return_projected_pooled`` default) is what vouches for the
+    projection; ``file_projection`` is the user's word that a CLIP-L file the host pools unprojected
+    carries its ``text_projection.weight``.
+    """
+    model = getattr(clip, "cond_stage_model", None)
+    encoder = _pooling_encoder(model) if model is not None else None
+    projection = getattr(getattr(encoder, "transformer", None), "text_projection", None)
+    if projection is None:
+        raise DreamError(f"{name}: this CLIP has no CLIP text encoder with a text projection; use {PAIRINGS}.")
+    host_projects = bool(getattr(encoder, "options_default", (None, None, False))[2])
+    if not host_projects and not file_projection:
+        raise DreamError(f"{name}: ComfyUI pools this CLIP without its text_projection (SD1.x checkpoints carry "
+                         f"none), so its prompts are not in CLIP image space; use {PAIRINGS} (a CLIP-L file with "
+                         "the projection: switch on file_projection).")
+    if not host_projects and not _holds_weights(projection):
+        raise DreamError(f"{name}: file_projection is on, but this CLIP's text_projection is empty: its file "
+                         f"carries none (SD1.x checkpoints do not); use {PAIRINGS}.")
+    tokens = clip.tokenize(text)
+    model.reset_clip_options()
+    model.set_clip_options({"projected_pooled": True})
+    try:
+        clip.load_model()
+        pooled = model.encode_token_weights(tokens)[1]
+    finally:
+        model.reset_clip_options()
+    width = getattr(projection, "out_features", None)
+    if pooled is None or (width is not None and pooled.shape[-1] != width):
+        raise DreamError(f"{name}: this CLIP's pooled output joins several encoders (SD3); use {PAIRINGS}.")
+    return pooled[:1].float().cpu()
 
 
 PROGRESS_TOTAL = 100  # the bar counts percent of the whole node run
@@ -308,5 +404,6 @@ __all__ = [
     "register_model_folder", "install_example_inputs", "weights_dir", "weight_files", "weight_file", "compute_device",
     "precision",
     "output_device", "gradients", "make_trainable_copy_if_inference", "cached_backbone", "weights_key", "warn_once", "place",
-    "dreaming", "progress", "interrupted", "download_progress", "add_json_route", "clip_vision_backbone",
+    "dreaming", "progress", "interrupted", "download_progress", "add_json_route", "clip_vision_backbone", "is_dynamic",
+    "clip_text_embedding",
 ]

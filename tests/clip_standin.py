@@ -115,3 +115,71 @@ class ClipVision:
         pixels = preprocess(image, self.image_size, self.image_mean, self.image_std)
         tokens, _, embeds, _ = self.model(pixel_values=pixels)
         return {"last_hidden_state": tokens, "image_embeds": embeds}
+
+
+class TextEncoder(nn.Module):
+    """``sd1_clip.SDClipModel``'s outline: a ``transformer`` with a ``text_projection``, clip options with
+    the host's default for ``projected_pooled`` (``options_default[2]``), ``encode_token_weights`` returning
+    ``(cond, pooled)``: the projected pooled output when asked for, else the unprojected end-of-text state.
+
+    ``trained=False`` leaves the projection as the host leaves one its file did not carry: built
+    uninitialised (``comfy.ops`` skips the init), on a fresh page zeros."""
+
+    def __init__(self, width, state_width=None, host_projects=True, trained=True, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.state_width = state_width or width
+        self.transformer = nn.Module()
+        self.transformer.text_projection = nn.Linear(self.state_width, width, bias=False)
+        if not trained:
+            nn.init.zeros_(self.transformer.text_projection.weight)
+        self.options_default = ("last", None, host_projects)
+        self.return_projected_pooled = host_projects
+
+    def set_clip_options(self, options):
+        self.return_projected_pooled = options.get("projected_pooled", self.return_projected_pooled)
+
+    def reset_clip_options(self):
+        self.return_projected_pooled = self.options_default[2]
+
+    def state(self, text):
+        """The end-of-text state of ``text`` (a seeded stand-in for the transformer): :math:`(1, D)`."""
+        return torch.randn(1, self.state_width, generator=torch.Generator().manual_seed(sum(map(ord, text))))
+
+    def projected(self, text):
+        with torch.no_grad():
+            return self.transformer.text_projection(self.state(text))
+
+    def encode_token_weights(self, tokens):
+        state = self.state(tokens)
+        pooled = self.projected(tokens) if self.return_projected_pooled else state
+        return torch.zeros(1, 77, 8), pooled
+
+
+class ClipText:
+    """``comfy.sd.CLIP``: ``tokenize``, ``load_model``, ``cond_stage_model`` in the layout of SDXL (``clip_g``
+    pools) or of SD1.x (``clip`` names the one encoder, ``clip_l``, which the host never projects)."""
+
+    def __init__(self, width=24, layout="sdxl", trained=True, seed=0):
+        model = types.SimpleNamespace()
+        if layout == "sdxl":
+            model.clip_g = TextEncoder(width, host_projects=True, trained=trained, seed=seed)
+            self.encoder = model.clip_g
+        else:
+            model.clip, model.clip_l = "clip_l", TextEncoder(width, host_projects=False, trained=trained, seed=seed)
+            self.encoder = model.clip_l
+        model.set_clip_options = self.encoder.set_clip_options
+        model.reset_clip_options = self.encoder.reset_clip_options
+        model.encode_token_weights = self.encoder.encode_token_weights
+        self.cond_stage_model = model
+
+    def tokenize(self, text):
+        return text
+
+    def load_model(self):
+        return None
+
+    def pooled(self, text):
+        """CLIP Text Encode's pooled output (the host's default option)."""
+        self.cond_stage_model.reset_clip_options()
+        return self.cond_stage_model.encode_token_weights(text)[1]

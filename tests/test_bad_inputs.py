@@ -32,7 +32,7 @@ def test_grey_and_rgba_images_are_dreamed_as_rgb(pack, googlenet, channels):
     image = torch.rand(2, 40, 48, channels)
     with torch.inference_mode():
         layers, = pack.NODE_CLASS_MAPPINGS["DD_SelectLayer"]().select(googlenet, "inception3a", 1.0, -1, "l2")
-        out, = pack.NODE_CLASS_MAPPINGS["DD_DeepDream"]().dream(image, googlenet, layers, 1, 0.01, 4, 0)
+        out, = pack.NODE_CLASS_MAPPINGS["DD_DeepDream"]().dream(image, googlenet, 1, 0.01, 4, 0, layers)
     assert out.shape == (2, 40, 48, 3)
 
 
@@ -284,7 +284,7 @@ def test_two_hundred_dreams_in_a_row_keep_memory_flat(pack, googlenet):
     readings = {}
     for run in range(1, 201):
         with torch.inference_mode():
-            node.dream(image, googlenet, layers, 1, 0.01, 4, run, octaves=one_octave)
+            node.dream(image, googlenet, 1, 0.01, 4, run, layers, octaves=one_octave)
         if run in (10, 200):
             readings[run] = _resident_mb()
     one_image_mb = image.numel() * image.element_size() / 2**20
@@ -307,11 +307,11 @@ def test_after_cancel_the_next_prompt_runs_with_the_cached_backbone(pack, monkey
 
     monkeypatch.setattr(host, "interrupted", interrupt)
     with pytest.raises(InterruptedError), torch.inference_mode():
-        pack.NODE_CLASS_MAPPINGS["DD_DeepDream"]().dream(torch.rand(1, 48, 64, 3), backbone, layers, 3, 0.01, 4, 0)
+        pack.NODE_CLASS_MAPPINGS["DD_DeepDream"]().dream(torch.rand(1, 48, 64, 3), backbone, 3, 0.01, 4, 0, layers)
     monkeypatch.setattr(host, "interrupted", lambda: False)
     with torch.inference_mode():
         again, = loader.load("googlenet", "random init", 7)
-        out, = pack.NODE_CLASS_MAPPINGS["DD_DeepDream"]().dream(torch.rand(1, 48, 64, 3), again, layers, 1, 0.01, 4, 0)
+        out, = pack.NODE_CLASS_MAPPINGS["DD_DeepDream"]().dream(torch.rand(1, 48, 64, 3), again, 1, 0.01, 4, 0, layers)
     assert again is backbone and out.shape == (1, 48, 64, 3)
 
 

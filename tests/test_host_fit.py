@@ -142,7 +142,7 @@ def test_a_large_dream_previews_a_small_picture(pack, fake_host, googlenet):
     node, select = pack.NODE_CLASS_MAPPINGS["DD_DeepDream"](), pack.NODE_CLASS_MAPPINGS["DD_SelectLayer"]()
     with torch.inference_mode():
         layers, = select.select(googlenet, "inception3a", 1.0, -1, "l2")
-        node.dream(torch.rand(1, 600, 160, 3), googlenet, layers, 1, 0.01, 0, 0,
+        node.dream(torch.rand(1, 600, 160, 3), googlenet, 1, 0.01, 0, 0, layers,
                    octaves=pack.dream_core.OctaveSettings(octaves=1))
     previews = [u[2] for u in fake_host.updates[1:] if u[2] is not None]
     assert previews and all(max(p[1].size) == 512 for p in previews) and previews[-1][1].size == (137, 512)

@@ -103,7 +103,7 @@ def test_deepdream_node_under_inference_mode(nodes_run):
     mapping, backbone, layers, octaves = nodes_run
     image = _image()
     with torch.inference_mode():
-        out, = mapping["DD_DeepDream"]().dream(image, backbone, layers, 3, 0.01, 8, 0, octaves, smoothing=1.0)
+        out, = mapping["DD_DeepDream"]().dream(image, backbone, 3, 0.01, 8, 0, layers, octaves, smoothing=1.0)
     _assert_dreamed(out, image)
     assert [term.layer for term in layers] == ["inception3a", "inception3b"] and layers[1].channel == 7
 
@@ -112,7 +112,7 @@ def test_guided_dream_node_under_inference_mode(nodes_run):
     mapping, backbone, layers, octaves = nodes_run
     image = _image()
     with torch.inference_mode():
-        out, = mapping["DD_GuidedDream"]().dream(image, _image(1, 50, 40), backbone, layers, 3, 0.01, 8, 0, octaves)
+        out, = mapping["DD_GuidedDream"]().dream(image, _image(1, 50, 40), backbone, 3, 0.01, 8, 0, layers, octaves)
     _assert_dreamed(out, image)
 
 
@@ -122,7 +122,7 @@ def test_style_loss_node_chains_into_a_dream(nodes_run):
     with torch.inference_mode():
         style, = mapping["DD_StyleLoss"]().build(_image(1, 48, 48), backbone, 2.0, layers)
         both, = mapping["DD_StyleLoss"]().build(_image(1, 48, 48), backbone, 1.0, layers, objective=style)
-        out, = mapping["DD_DeepDream"]().dream(image, backbone, layers, 3, 0.01, 8, 0, octaves, objective=both)
+        out, = mapping["DD_DeepDream"]().dream(image, backbone, 3, 0.01, 8, 0, layers, octaves, objective=both)
     _assert_dreamed(out, image)
     assert both.layers == {"inception3a", "inception3b"} and both.description.count("style(") == 2
 
@@ -132,7 +132,7 @@ def test_a_backbone_built_under_inference_mode_elsewhere_still_dreams(pack, node
     with torch.inference_mode():
         backbone = pack.dream_core.load_backbone("googlenet", "random")  # not through the loader's escape
         assert next(backbone.model.parameters()).is_inference()
-        out, = mapping["DD_DeepDream"]().dream(_image(1), backbone, layers, 2, 0.01, 8, 0, octaves)
+        out, = mapping["DD_DeepDream"]().dream(_image(1), backbone, 2, 0.01, 8, 0, layers, octaves)
     assert out.shape == (1, 64, 72, 3)
 
 
@@ -142,7 +142,7 @@ def test_mask_node_input_keeps_the_masked_out_part(nodes_run):
     mask = torch.zeros(1, 32, 36)
     mask[..., :18] = 1.0
     with torch.inference_mode():
-        out, = mapping["DD_DeepDream"]().dream(image, backbone, layers, 3, 0.01, 8, 0, octaves, mask)
+        out, = mapping["DD_DeepDream"]().dream(image, backbone, 3, 0.01, 8, 0, layers, octaves, mask)
     assert torch.equal(out[:, :, 40:], image[:, :, 40:])
     assert (out[:, :, :32] - image[:, :, :32]).abs().mean() > 1e-3
 
@@ -172,7 +172,7 @@ def test_loader_caches_the_backbone(pack):
 def test_progress_is_one_bar_in_percent_with_previews(nodes_run, fake_host):
     mapping, backbone, layers, octaves = nodes_run
     with torch.inference_mode():
-        mapping["DD_DeepDream"]().dream(_image(1), backbone, layers, 5, 0.01, 8, 0, octaves)
+        mapping["DD_DeepDream"]().dream(_image(1), backbone, 5, 0.01, 8, 0, layers, octaves)
     assert fake_host.updates[0] == ("new", 100)  # one bar in percent of the node's whole run
     steps = fake_host.updates[1:]
     assert [u[0] for u in steps] == list(range(10, 101, 10)) and {u[1] for u in steps} == {100}
@@ -187,7 +187,7 @@ def test_cancel_stops_within_one_step_and_nothing_is_returned(nodes_run, fake_ho
     fake_host.interrupt_after = 3
     outputs = []
     with pytest.raises(InterruptedError), torch.inference_mode():
-        outputs.append(mapping["DD_DeepDream"]().dream(_image(1), backbone, layers, 5, 0.01, 8, 0, octaves))
+        outputs.append(mapping["DD_DeepDream"]().dream(_image(1), backbone, 5, 0.01, 8, 0, layers, octaves))
     assert fake_host.checks == 4 and outputs == []
     assert [u[0] for u in fake_host.updates[1:]] == [10, 20, 30]  # no step ran after the interrupt
 
@@ -231,7 +231,7 @@ def test_invert_mask_dreams_where_load_image_says_transparent(nodes_run):
     alpha_mask = torch.zeros(1, 64, 72)  # Load Image: 1 = transparent
     alpha_mask[..., 36:] = 1.0
     with torch.inference_mode():
-        kept, = mapping["DD_DeepDream"]().dream(image, backbone, layers, 3, 0.01, 8, 0, octaves, alpha_mask,
+        kept, = mapping["DD_DeepDream"]().dream(image, backbone, 3, 0.01, 8, 0, layers, octaves, alpha_mask,
                                                 invert_mask=True)
     assert torch.equal(kept[:, :, 36:], image[:, :, 36:])
     assert (kept[:, :, :32] - image[:, :, :32]).abs().mean() > 1e-3
@@ -241,7 +241,7 @@ def test_tiled_large_image_through_the_node(nodes_run):
     mapping, backbone, layers, octaves = nodes_run
     image = _image(1, 1100, 160)  # taller than 1024: tiled with 320 px tiles
     with torch.inference_mode():
-        out, = mapping["DD_DeepDream"]().dream(image, backbone, layers, 1, 0.01, 8, 0, None, tile_size=320)
+        out, = mapping["DD_DeepDream"]().dream(image, backbone, 1, 0.01, 8, 0, layers, None, tile_size=320)
     assert out.shape == image.shape and (out - image).abs().mean() > 1e-3
 
 
@@ -279,7 +279,7 @@ def test_dream_on_a_class_logit_through_the_nodes(nodes_run):
     mapping, backbone, _, octaves = nodes_run
     with torch.inference_mode():
         layers, = mapping["DD_SelectLayer"]().select(backbone, "logits", 1.0, 7, "mean")
-        out, = mapping["DD_DeepDream"]().dream(_image(1), backbone, layers, 3, 0.01, 8, 0, octaves)
+        out, = mapping["DD_DeepDream"]().dream(_image(1), backbone, 3, 0.01, 8, 0, layers, octaves)
     logit = lambda picture: backbone.extractor(["logits"])(picture.movedim(-1, 1))["logits"][0, 7].item()
     assert logit(out) > logit(_image(1))
 
@@ -316,7 +316,7 @@ def test_the_host_asks_for_the_working_set_of_a_4k_dream_not_its_pixels(nodes_ru
     mapping, backbone, layers, octaves = nodes_run
     image = torch.rand(1, 4096, 4096, 3)
     with torch.inference_mode():
-        out, = mapping["DD_DeepDream"]().dream(image, backbone, layers, 0, 0.01, 32, 0)  # default settings, no steps
+        out, = mapping["DD_DeepDream"]().dream(image, backbone, 0, 0.01, 32, 0, layers)  # default settings, no steps
     assert out.shape == image.shape
     (models, memory, full), = gpu_host.loads
     assert models[0].model is backbone.model and models[0].load_device == torch.device("cuda", 0) and full
@@ -329,7 +329,7 @@ def test_two_runs_in_a_row_move_the_weights_once_and_never_back(nodes_run, gpu_h
     monkeypatch.setattr(backbone, "to", lambda *args, **kwargs: moved_by_us.append(args))
     with torch.inference_mode():
         for _ in range(2):
-            mapping["DD_DeepDream"]().dream(_image(1), backbone, layers, 1, 0.01, 8, 0, octaves)
+            mapping["DD_DeepDream"]().dream(_image(1), backbone, 1, 0.01, 8, 0, layers, octaves)
     assert len(gpu_host.loads) == 2 and gpu_host.moves == 1 and len(gpu_host.patchers) == 1
     assert moved_by_us == []  # model management moves it, and only when another model needs the room
 
@@ -340,7 +340,7 @@ def test_an_older_host_without_model_patcher_frees_room_then_moves_once(pack, no
     moves = []
     monkeypatch.setattr(backbone, "to", lambda device=None, **kwargs: moves.append(device))
     with torch.inference_mode():
-        mapping["DD_DeepDream"]().dream(_image(1), backbone, layers, 1, 0.01, 8, 0, octaves)
+        mapping["DD_DeepDream"]().dream(_image(1), backbone, 1, 0.01, 8, 0, layers, octaves)
     weights = sum(p.numel() * 4 for p in backbone.model.parameters())
     (amount, device), = gpu_host.freed
     assert device == torch.device("cuda", 0) and weights < amount < weights + 2**30
@@ -434,11 +434,11 @@ def test_content_and_tv_loss_nodes_work_in_a_dream(nodes_run):
     mapping, backbone, layers, octaves = nodes_run
     image = _image()
     with torch.inference_mode():
-        free, = mapping["DD_DeepDream"]().dream(image, backbone, layers, 4, 0.02, 0, 0, octaves)
+        free, = mapping["DD_DeepDream"]().dream(image, backbone, 4, 0.02, 0, 0, layers, octaves)
         held, = mapping["DD_ContentLoss"]().build(image, backbone, "inception3a", 500.0)
-        kept, = mapping["DD_DeepDream"]().dream(image, backbone, layers, 4, 0.02, 0, 0, octaves, objective=held)
+        kept, = mapping["DD_DeepDream"]().dream(image, backbone, 4, 0.02, 0, 0, layers, octaves, objective=held)
         smooth, = mapping["DD_TVLoss"]().build("l2", 1000.0)
-        smoothed, = mapping["DD_DeepDream"]().dream(image, backbone, layers, 4, 0.02, 0, 0, octaves, objective=smooth)
+        smoothed, = mapping["DD_DeepDream"]().dream(image, backbone, 4, 0.02, 0, 0, layers, octaves, objective=smooth)
     tv = lambda picture: __import__("dream_core").total_variation()({"input": picture.movedim(-1, 1)}).sum()
     assert (kept - image).abs().mean() < (free - image).abs().mean()
     assert tv(smoothed) < tv(free)
@@ -554,7 +554,7 @@ def test_select_layer_channel_modes_dream_under_inference_mode(pack, nodes_run):
     with torch.inference_mode():
         layers, = mapping["DD_SelectLayer"]().select(backbone, "inception3a", 1.0, -1, "l2", channel_mode="strongest",
                                                     top_k=4, choose="every_step")
-        out, = mapping["DD_DeepDream"]().dream(_image(), backbone, layers, 2, 0.01, 8, 0, octaves)
+        out, = mapping["DD_DeepDream"]().dream(_image(), backbone, 2, 0.01, 8, 0, layers, octaves)
     assert layers[0].channel_mode == "strongest" and "strongest 4 every step" in layers[0].objective().description
     _assert_dreamed(out, _image())
     with pytest.raises(pack.dream_core.DreamError, match="channel_mode: strongest needs channel -1"):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import dream_core as dc
-from clip_standin import ClipVision, preprocess
+from clip_standin import ClipText, ClipVision, preprocess
 from conftest import random_backbone
 
 
@@ -142,34 +142,82 @@ def test_mismatched_widths_and_towers_without_a_class_token_are_explained(clip, 
         dc.backbone_from_clip_vision(siglip)
 
 
-def conditioning(pooled):
-    """CLIP Text Encode's CONDITIONING: ``[[tokens, {"pooled_output": (1, E)}]]``."""
-    return [[torch.zeros(1, 77, 8), {"pooled_output": pooled.reshape(1, -1)}]]
-
-
 def test_nodes_dream_a_host_clip_vision_towards_a_prompt_and_away_from_a_negative(pack, fake_host):
     """As in ComfyUI: the CLIP_VISION was loaded under inference mode (its weights are inference tensors)
-    and every node runs under it. The prompt's cosine rises; the negative's falls; widths are checked."""
+    and every node runs under it. The prompts are encoded by the node through SDXL's clip_g, projected;
+    the prompt's cosine rises, the negative's falls; DeepDream needs no layers for it."""
     nodes = pack.NODE_CLASS_MAPPINGS
     with torch.inference_mode():
-        clip = ClipVision(seed=3)
+        clip, text = ClipVision(seed=3), ClipText(width=24, layout="sdxl", seed=7)
         backbone, = nodes["DD_ClipVisionBackbone"]().build(clip)
         assert nodes["DD_ClipVisionBackbone"]().build(clip)[0] is backbone  # one backbone per loaded model
-        layers, = nodes["DD_SelectLayer"]().select(backbone, "block1.mlp", 0.0, -1, "l2")
-        prompt, other = torch.randn(2, 24, generator=torch.Generator().manual_seed(7))
-        target, = nodes["DD_ClipTarget"]().build(backbone, 1.0, positive=conditioning(prompt),
-                                                 negative=conditioning(other))
+        target, = nodes["DD_ClipTarget"]().build(backbone, 1.0, cutouts=0, clip=text, text="a red bird",
+                                                 negative_text="grey fog")
         image = torch.rand(2, 48, 48, 3, generator=torch.Generator().manual_seed(8))  # a batch of 2
-        dream, = nodes["DD_DeepDream"]().dream(image, backbone, layers, steps=15, step_size=0.02, jitter=0, seed=0,
+        dream, = nodes["DD_DeepDream"]().dream(image, backbone, steps=20, step_size=0.02, jitter=0, seed=0,
                                                objective=target)
         with pytest.raises(pack.nodes.clip_nodes.DreamError, match="the text embedding has 1280 values, "
                            "clip_vision's image embedding 24"):
-            nodes["DD_ClipTarget"]().build(backbone, 1.0, positive=conditioning(torch.zeros(1280)))
+            nodes["DD_ClipTarget"]().build(backbone, 1.0, 0, clip=ClipText(width=1280), text="a red bird")
     assert dream.shape == image.shape
+    prompt, other = text.encoder.projected("a red bird"), text.encoder.projected("grey fog")
     before, after = (_embedding(backbone, picture.movedim(-1, 1)) for picture in (image, dream))
-    for item in range(2):
-        assert _cos(after[item:item + 1], prompt) > _cos(before[item:item + 1], prompt) + 0.2
+    for item in range(2):  # the 48 px dream is made in 32 px native tiles, measured whole: a part of the rise
+        assert _cos(after[item:item + 1], prompt) > _cos(before[item:item + 1], prompt) + 0.15
         assert _cos(after[item:item + 1], other) < _cos(before[item:item + 1], other)
+
+
+@pytest.mark.parametrize("layout", ["sdxl", "sd1"])
+def test_a_prompt_target_is_the_projected_pooled_output_even_where_the_host_pools_unprojected(pack, layout):
+    """SD1.x-style encoders pool unprojected by the host's default (CLIP Text Encode gives the end-of-text
+    state, as wide as the image embedding): the one-line bug is that output taken as the target. A CLIP-L
+    file that carries its projection (file_projection on) is used through the projection."""
+    text = ClipText(width=24, layout=layout, seed=5)
+    target = pack.nodes.host.clip_text_embedding(text, "a red bird", "text", file_projection=layout == "sd1")
+    assert torch.allclose(target, text.encoder.projected("a red bird"))
+    assert not torch.allclose(target, text.encoder.state("a red bird"))
+    if layout == "sd1":  # what CLIP Text Encode hands on is not in image space
+        assert torch.allclose(text.pooled("a red bird"), text.encoder.state("a red bird"))
+    assert text.encoder.return_projected_pooled == (layout == "sdxl")  # the host's option restored
+
+
+def test_an_sd1_checkpoints_clip_is_refused_with_the_pairings(pack, fake_host, clip_backbone):
+    """Refused unless the user vouches for the file's projection, and then still when it is empty."""
+    node, error = pack.NODE_CLASS_MAPPINGS["DD_ClipTarget"](), pack.nodes.clip_nodes.DreamError
+    with pytest.raises(error, match="pools this CLIP without its text_projection .*use SDXL's clip_g with "
+                       "clip_vision_g.safetensors"):
+        node.build(clip_backbone, 1.0, 16, clip=ClipText(width=24, layout="sd1"), text="a red bird")
+    with pytest.raises(error, match="text_projection is empty"):
+        node.build(clip_backbone, 1.0, 16, clip=ClipText(width=24, layout="sd1", trained=False), text="a red bird",
+                   file_projection=True)
+    with pytest.raises(error, match="clip: connect the CLIP text encoder"):
+        node.build(clip_backbone, 1.0, 16, text="a red bird")
+
+
+def test_an_image_target_is_the_embedding_the_host_makes_of_it(clip, clip_backbone):
+    """The guide is embedded as Load CLIP Vision's encode_image does (short side resized, centre crop, 8 bits),
+    not at its own size through stretched positions: the one-line bug (the picture embedded whole) fails."""
+    picture = torch.rand(2, 3, 50, 70, generator=torch.Generator().manual_seed(3))
+    theirs = clip.encode_image(picture.movedim(1, -1))["image_embeds"]
+    ours = dc.image_embedding(clip_backbone, picture, dc.EMBEDDING)
+    assert torch.nn.functional.cosine_similarity(ours, theirs).min() > 1 - 1e-5
+    whole = _embedding(clip_backbone, picture)
+    assert torch.nn.functional.cosine_similarity(whole, theirs).min() < 1 - 1e-3
+
+
+def test_guided_dream_without_layers_matches_the_guide_in_clip_space(pack, fake_host, clip_backbone):
+    image = torch.rand(1, 48, 48, 3, generator=torch.Generator().manual_seed(5))
+    guide = torch.rand(1, 40, 40, 3, generator=torch.Generator().manual_seed(6)) ** 3
+    node, error = pack.NODE_CLASS_MAPPINGS["DD_GuidedDream"](), pack.nodes.clip_nodes.DreamError
+    with torch.inference_mode():
+        dream, = node.dream(image, guide, clip_backbone, 25, 0.03, 0, 0)
+        with pytest.raises(error, match="Guided Dream needs the layers"):
+            node.dream(image, guide, random_backbone("alexnet"), 1, 0.01, 0, 0)
+        with pytest.raises(error, match="Deep Dream needs layers .*an objective"):
+            pack.NODE_CLASS_MAPPINGS["DD_DeepDream"]().dream(image, clip_backbone, 1, 0.01, 0, 0)
+    seen = lambda picture: dc.image_embedding(clip_backbone, picture.movedim(-1, 1), dc.EMBEDDING)  # noqa: E731
+    before, after = (_cos(seen(picture), seen(guide)) for picture in (image, dream))
+    assert 1 - after < 0.5 * (1 - before)  # a random tower's embeddings all lean one way: compare distances
 
 
 def test_the_explain_tools_run_on_a_vision_transformer():

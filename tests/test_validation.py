@@ -104,7 +104,7 @@ def test_a_linked_value_is_checked_when_the_node_runs(pack, googlenet):
         select.select(googlenet, "inception3a", 1.0, -7, "l2")
     layers, = select.select(googlenet, "inception3a", 1.0, -1, "l2")
     with pytest.raises(pack.dream_core.DreamError, match="tile_size: must be 0 .* got 100"):
-        dream.dream(torch.rand(1, 40, 40, 3), googlenet, layers, 1, 0.01, 0, 0, tile_size=100)
+        dream.dream(torch.rand(1, 40, 40, 3), googlenet, 1, 0.01, 0, 0, layers, tile_size=100)
 
 
 def test_classify_top_class_linked_into_the_channel_dreams_that_class(pack):

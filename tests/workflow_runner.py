@@ -6,7 +6,7 @@ No pytest here: ``test_stock_install`` runs it in a subprocess that can import o
 
 import torch
 
-from clip_standin import ClipVision
+from clip_standin import ClipText, ClipVision
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 PACK_NAME = "deepdream-nodes-under-test"  # any folder name: ComfyUI imports the pack as a package
@@ -61,7 +61,7 @@ def stand_ins(saved):
         "GetVideoComponents": lambda video: (video, None, 12.0),
         "CreateVideo": lambda images, fps, audio=None: (images,),
         "SaveVideo": lambda video, filename_prefix, format, codec: saved.append((filename_prefix, video)) or (),
-        "CheckpointLoaderSimple": lambda ckpt_name: ("model", "clip", "vae"),
+        "CheckpointLoaderSimple": lambda ckpt_name: ("model", ClipText(width=CLIP_WIDTH), "vae"),
         "CLIPTextEncode": lambda clip, text: ([[torch.zeros(1, 77, 8), {"pooled_output": torch.randn(
             1, CLIP_WIDTH, generator=torch.Generator().manual_seed(len(text)))}]],),
         "CLIPVisionLoader": lambda clip_name: (ClipVision(blocks=48, projection=CLIP_WIDTH),),
