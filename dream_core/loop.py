@@ -353,7 +353,8 @@ def optimize(
             as crowsonkb's style transfer does with Adam); the result is rendered from the average,
             which smooths the step-to-step noise of Adam. 0 = off; ignored by L-BFGS.
         transform: ``transform(image, generator)``, what the network sees instead of the jittered
-            image (robustness transforms of feature visualisation); the result is not transformed.
+            image (robustness transforms of feature visualisation); the result is not transformed. An
+            objective seen through cutouts (``objective.views``) is scored on crops of that.
 
     Returns:
         ``render()`` after the last step, detached and clamped to 0..1.
@@ -387,8 +388,11 @@ def optimize(
                 else:
                     shift = random_shift(generator, jitter)
                     seen = torch.roll(image, shift, dims=(2, 3)) if any(shift) else image
+                if objective.views is not None:  # cutouts: each item's score is the mean over its crops
+                    seen = objective.views.draw(seen.shape, [generator] * seen.shape[0])(seen)
                 with torch.autocast(image.device.type, dtype=autocast, enabled=autocast is not None):
-                    loss = -objective(extractor(seen)).float().sum()
+                    scores = objective(extractor(seen)).float()
+                loss = -(scores if objective.views is None else scores.view(image.shape[0], -1).mean(1)).sum()
                 (loss * loss_scale.scale).backward()
             gradients = [p.grad.div_(loss_scale.scale) for p in parameters if p.grad is not None]
             if loss_scale.accept(gradients):

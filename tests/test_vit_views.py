@@ -108,3 +108,15 @@ def test_cutouts_settings_are_checked():
     for bad in [dict(count=0, size=32), dict(count=4, size=32, min_fraction=0.0), dict(count=4, size=32, noise=-1)]:
         with pytest.raises(dc.DreamError, match="cutouts:"):
             dc.Cutouts(**bad)
+
+
+def test_the_optimizer_drivers_score_an_objective_through_its_cutouts_too():
+    """Style transfer and feature visualisation run on ``optimize``: a CLIP target connected there is
+    scored on its crops as well (the one-line bug: the views ignored outside the ascent loop)."""
+    backbone = dc.backbone_from_clip_vision(ClipVision(seed=4).model, image_size=32)
+    objective = dc.cosine(dc.EMBEDDING, torch.randn(24, generator=torch.Generator().manual_seed(2)))
+    picture = pictures(1, (56, 48)).requires_grad_(True)
+    backbone.extractor(objective.layers).min_input_size()
+    sizes = seen_sizes(backbone, lambda: dc.optimize([picture], lambda: picture, backbone.extractor(objective.layers),
+                                                     objective.through(dc.Cutouts(5, 32)), steps=2, lr=0.01))
+    assert set(sizes) == {(32, 32)}
