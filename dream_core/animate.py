@@ -115,8 +115,8 @@ def estimate_flow(source: Tensor, target: Tensor, method: str = DEFAULT_FLOW, *,
     try:
         import cv2
     except ImportError:
-        raise DreamError(f"flow: '{method}' needs OpenCV; pip install opencv-python-headless "
-                         "(or choose flow 'none').") from None
+        raise DreamError(f"flow: '{method}' needs OpenCV: install the package "
+                         "opencv-python-headless (in requirements.txt), or choose flow 'none'.") from None
     first, second = _grey(source), _grey(target)
     if method == "farneback":
         flow = cv2.calcOpticalFlowFarneback(first, second, None, 0.5, 4, 15, 5, 5, 1.1, 0)

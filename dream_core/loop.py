@@ -304,6 +304,7 @@ class Ascent:
                 shift=shifts[0] if len(shifts) == 1 else shifts, grad_norm=self.grad_norm, smoothing=smoothing,
                 mask=mask, autocast=self.autocast, tile_overlap=self.tile_overlap, tile_align=self.tile_align,
                 loss_scale=self.loss_scale, in_place=in_place or step > 0, view=view)
+            self.loss_scale.end_step()
             if after_step is not None:
                 image = after_step(image, step)
             reached = ((self.max_loss is not None and bool((scores > self.max_loss).all()))
@@ -376,6 +377,8 @@ def optimize(
     generator = generator or torch.Generator().manual_seed(0)
 
     loss_scale = LossScale(autocast)
+    last_finite = [torch.zeros(())]  # the loss L-BFGS is told when a pass has none
+    skipped = [False]  # the last pass had no finite loss: Adam takes no step (its momentum would move)
 
     def closure() -> Tensor:
         progress.check_cancel(cancel)
@@ -393,10 +396,19 @@ def optimize(
                 with torch.autocast(image.device.type, dtype=autocast, enabled=autocast is not None):
                     scores = objective(extractor(seen)).float()
                 loss = -(scores if objective.views is None else scores.view(image.shape[0], -1).mean(1)).sum()
+                skipped[0] = not bool(torch.isfinite(loss))
+                if skipped[0]:  # the forward pass failed: no step, and no NaN for L-BFGS
+                    loss_scale.overflowed = True
+                    for p in parameters:
+                        p.grad = torch.zeros_like(p)
+                    loss = last_finite[0]
+                    break
                 (loss * loss_scale.scale).backward()
             gradients = [p.grad.div_(loss_scale.scale) for p in parameters if p.grad is not None]
             if loss_scale.accept(gradients):
                 break
+        last_finite[0] = loss.detach()
+        loss_scale.end_step()
         progress.step(image[0].detach())
         return loss.detach()
 
@@ -408,7 +420,8 @@ def optimize(
         average = _MovingAverage(parameters, ema) if ema else None
         for _ in range(steps):
             closure()
-            optim.step()
+            if not skipped[0]:
+                optim.step()
             if average is not None:
                 average.update()
         if average is not None and steps:

@@ -28,8 +28,8 @@ def _av():
     try:
         import av
     except ImportError:
-        raise DreamError("video: reading or writing MP4 needs PyAV; pip install av "
-                         "(or use a folder of frames, or a .gif).") from None
+        raise DreamError("video: reading or writing MP4 needs PyAV: install the package av "
+                         "(ComfyUI already requires it), or use a folder of frames, or a .gif.") from None
     return av
 
 

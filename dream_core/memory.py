@@ -18,8 +18,8 @@ the resident set to what is live.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
+import os
 from collections.abc import Collection
 
 from .backbones import Backbone
@@ -44,12 +44,16 @@ def pass_memory(size: tuple[int, int], backbone: Backbone, layers: Collection[st
     return int(inputs * network + IMAGE_COPIES * 3 * 4 * pixels)
 
 
+TRIM_OPT_OUT = "DEEPDREAM_NO_HEAP_TRIM"
+"""Set this environment variable (to anything) to never trim the heap."""
+
+
 @functools.cache
 def _malloc_trim():
-    """glibc's ``malloc_trim``, or None where the C library has none (macOS, Windows, musl)."""
-    name = ctypes.util.find_library("c")
+    """glibc's ``malloc_trim`` from the symbols already loaded in this process (no process is started to
+    find the C library), or None where there is none (macOS, Windows, musl)."""
     try:
-        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+        return getattr(ctypes.CDLL(None), "malloc_trim", None)
     except OSError:
         return None
 
@@ -58,9 +62,11 @@ def release_free_heap() -> bool:
     """Return the C heap's free pages to the system (glibc ``malloc_trim(0)``); True if it could.
 
     Cheap next to a tiled step (the heap is walked once; the pages come back zeroed on next use),
-    and it never touches live memory. A no-op where the C library has no ``malloc_trim``.
+    and it never touches live memory. A no-op where the C library has no ``malloc_trim``, when
+    ``$DEEPDREAM_NO_HEAP_TRIM`` is set, and in effect under another allocator preloaded (tcmalloc,
+    jemalloc: glibc's heap then holds nothing to give back).
     """
-    trim = _malloc_trim()
+    trim = None if os.environ.get(TRIM_OPT_OUT) else _malloc_trim()
     if trim is None:
         return False
     trim(0)

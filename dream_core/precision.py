@@ -59,34 +59,41 @@ class LossScale:
     """Dynamic loss scaling for gradients taken under fp16 autocast; a no-op for other precisions.
 
     One object serves a whole run (all its steps and tiles), so the scale it has found carries over.
+    It cannot collapse: a pass whose *score* is not finite (the forward pass itself overflowed: no scale
+    cures that) gives zero gradients and leaves the scale alone; an overflowing backward pass is redone
+    at half the scale at most :data:`MAX_HALVINGS` times, and if that does not cure it the scale goes
+    back to what it was and the non-finite entries are zeroed. Growth counts optimisation steps
+    (:meth:`end_step`), not passes: a step of many tiles is one step.
 
     Args:
         dtype: the autocast dtype the network runs in (:meth:`gradients` enters it); scaling is on for
             ``torch.float16`` only.
         scale: the first scale (GradScaler's default, 2^16: enough for a score of 1/4096 at
             googlenet's inception4c, and far from overflow at a score of 1).
-        growth_interval: finite gradients in a row after which the scale doubles.
+        growth_interval: steps without an overflow after which the scale doubles.
     """
 
-    SMALLEST = 1.0  # below this, scaling no longer helps: a non-finite gradient is the forward pass's own
+    MAX_HALVINGS = 8  # 2^16 -> 2^8: a gradient 256 times past fp16's range; beyond, the pass is at fault
 
     def __init__(self, dtype: torch.dtype | None, scale: float = 2.0**16, growth_interval: int = 20) -> None:
         self.dtype, self.enabled = dtype, dtype == torch.float16
         self.scale = scale if self.enabled else 1.0
-        self.growth_interval, self.finite_in_a_row = growth_interval, 0
+        self.growth_interval, self.clean_steps, self.overflowed = growth_interval, 0, False
+        self._halvings, self._start = 0, self.scale
 
     def gradients(self, forward: Callable[[], Tensor], inputs: Sequence[Tensor] | Callable[[], Sequence[Tensor]],
                   device: torch.device) -> tuple[Tensor, list[Tensor]]:
         """``forward()`` (rebuilt on each try, under this scale's autocast dtype on ``device``) and the
         gradients of its sum with respect to ``inputs`` (or to what ``inputs()`` gives once ``forward``
-        ran: tensors made inside it), taken at the current scale and unscaled; non-finite gradients
-        halve the scale and run the pass again. Gradients still non-finite at the smallest scale come
-        back with those entries zeroed."""
+        ran: tensors made inside it), taken at the current scale and unscaled; an overflow halves the
+        scale and runs the pass again. A non-finite score gives zero gradients (the step moves nothing)."""
         while True:
             with running_in(self.dtype, device):
                 output = forward()
             loss = output.sum()
             wrt = inputs() if callable(inputs) else inputs
+            if not torch.isfinite(loss):
+                return output, [torch.zeros_like(tensor) for tensor in wrt]
             gradients = list(torch.autograd.grad(loss * self.scale if self.enabled else loss, wrt))
             if self.enabled:
                 gradients = [g.div_(self.scale) for g in gradients]
@@ -94,19 +101,28 @@ class LossScale:
                 return output, gradients
 
     def accept(self, gradients: Sequence[Tensor]) -> bool:
-        """Whether ``gradients`` (already unscaled) are to be used; updates the scale. False asks the caller
-        to redo the pass at the new, halved scale. Non-finite gradients that no smaller scale can cure
-        are zeroed in place and accepted."""
-        finite = all(bool(torch.isfinite(g).all()) for g in gradients)
-        if finite:
-            self.finite_in_a_row += 1
-            if self.enabled and self.finite_in_a_row >= self.growth_interval:
-                self.scale, self.finite_in_a_row = self.scale * 2, 0
+        """Whether ``gradients`` (already unscaled, of a finite score) are to be used. False asks the caller
+        to redo the pass at the new, halved scale. Non-finite gradients that halving does not cure are
+        zeroed in place and accepted, the scale restored."""
+        if all(bool(torch.isfinite(g).all()) for g in gradients):
+            self._halvings, self._start = 0, self.scale
             return True
-        self.finite_in_a_row = 0
-        if self.enabled and self.scale > self.SMALLEST:
+        self.overflowed = True
+        if self.enabled and self._halvings < self.MAX_HALVINGS:
+            self._halvings += 1
             self.scale /= 2
             return False
+        self.scale, self._halvings = self._start, 0  # not the scale's fault: keep the one that worked
         for g in gradients:
             finite_or_zero(g)
         return True
+
+    def end_step(self) -> None:
+        """Count one optimisation step: the scale doubles after ``growth_interval`` steps without overflow."""
+        if self.overflowed:
+            self.clean_steps, self.overflowed = 0, False
+            return
+        self.clean_steps += 1
+        if self.enabled and self.clean_steps >= self.growth_interval:
+            self.scale, self.clean_steps = self.scale * 2, 0
+            self._start = self.scale

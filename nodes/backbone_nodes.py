@@ -16,7 +16,8 @@ class LoadBackbone:
         return {
             "required": {
                 "backbone": (list(BACKBONES), {"default": "googlenet", "tooltip": "The CNN to dream with. "
-                             "googlenet is the original DeepDream network; vgg19 suits style losses."}),
+                             "googlenet is DeepDream's architecture (torchvision's batch-normalised Inception v1, "
+                             "not the BVLC Caffe weights Google used); vgg19 suits style losses."}),
                 "weights": ([DOWNLOAD, RANDOM, *host.weight_files()], {"default": DOWNLOAD, "tooltip":
                             "'torchvision (download)' fetches the ImageNet weights once into models/deepdream "
                             "(checksum checked); 'random init' needs no file and gives abstract textures; "

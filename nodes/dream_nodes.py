@@ -184,7 +184,9 @@ def run_dream(image: torch.Tensor, backbone: Backbone, make_objective, reads: fr
     """IMAGE in, IMAGE out: ``deepdream`` on the host's device, inside the grad-mode escape.
 
     The host is asked for the memory one item needs at the layers the objective ``reads``, seen whole,
-    in tiles or through its ``views`` (cutouts); items are dreamed one at a time. ``make_objective`` runs inside the escape with the backbone in place, so
+    in tiles or through its ``views`` (cutouts). Items are dreamed one at a time (``batch_size=1``, not the
+    library's automatic batching by free GPU memory): a batched step differs from a lone one by float
+    rounding, so the same prompt would otherwise give another picture when other models are loaded. ``make_objective`` runs inside the escape with the backbone in place, so
     objectives that run a reference image through the backbone get normal tensors on the right device.
     """
     pyramid = octaves or OctaveSettings()
@@ -193,7 +195,7 @@ def run_dream(image: torch.Tensor, backbone: Backbone, make_objective, reads: fr
                               octave_scale=pyramid.octave_scale, tile_size=settings["tile_size"], views=views)
     settings["precision"] = host.precision(settings["precision"])
     with host.dreaming(backbone, memory):
-        dream = deepdream(picture, backbone, make_objective(), **asdict(pyramid),
+        dream = deepdream(picture, backbone, make_objective(), **asdict(pyramid), batch_size=1,
                           mask=None if mask is None else (1.0 - mask if invert_mask else mask),
                           progress=host.progress(), cancel=host.interrupted, **settings)
         return (to_bhwc(dream).to(host.output_device()),)

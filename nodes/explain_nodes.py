@@ -13,6 +13,7 @@ from .dream_nodes import SEED_MAX, precision_input
 
 CATEGORY = "DeepDream/explain"
 AUTO = "auto"
+EPSILON = 0.0314  # 8/255 rounded to the widget's 0.0001: the value shown is the value used
 
 
 def _image_and_backbone() -> dict:
@@ -188,9 +189,9 @@ class FoolingImage:
             "optional": {
                 "step_size": ("FLOAT", {"default": 0.002, "min": 0.0001, "max": 0.1, "step": 0.0001, "round": 0.00001,
                                         "tooltip": "ascent: mean pixel change per step (0..1 units)."}),
-                "epsilon": ("FLOAT", {"default": 8 / 255, "min": 0.0001, "max": 1.0, "step": 0.0001,
-                                      "round": 0.00001, "tooltip": "fgsm, pgd: the largest change of any pixel "
-                                      "(0..1 units; 8/255 = 0.031 is the usual budget)."}),
+                "epsilon": ("FLOAT", {"default": EPSILON, "min": 0.0001, "max": 1.0, "step": 0.0001,
+                                      "round": 0.0001, "tooltip": "fgsm, pgd: the largest change of any pixel "
+                                      "(0..1 units; 0.0314, about 8/255, is the usual budget)."}),
                 "magnify": ("FLOAT", {"default": 10.0, "min": 1.0, "max": 1000.0, "step": 1.0, "tooltip":
                             "How much the difference image enlarges the change (grey = unchanged)."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "tooltip": "pgd: seed of the random "
@@ -210,7 +211,7 @@ class FoolingImage:
                    "(CS231n fooling images, FGSM, PGD).")
 
     def fool(self, image: torch.Tensor, backbone: Backbone, target: int, method: str, max_steps: int,
-             step_size: float = 0.002, epsilon: float = 8 / 255, magnify: float = 10.0,
+             step_size: float = 0.002, epsilon: float = EPSILON, magnify: float = 10.0,
              seed: int = 0, precision: str = "auto") -> tuple[torch.Tensor, torch.Tensor, str]:
         picture = from_bhwc(image)
         with host.dreaming(backbone, pass_memory(tuple(picture.shape[-2:]), backbone, {LOGITS})):

@@ -229,7 +229,7 @@ def test_video_frames_must_share_a_size_and_opencv_is_named_when_missing(net, mo
     with pytest.raises(dc.DreamError, match="frame 1: is \\(40, 48\\)"):
         list(dc.video_frames(iter(frames), net, dc.l2(LAYER), flow="none", steps=0, octaves=1))
     monkeypatch.setitem(sys.modules, "cv2", None)
-    with pytest.raises(dc.DreamError, match="pip install opencv-python-headless"):
+    with pytest.raises(dc.DreamError, match="install the package opencv-python-headless"):
         dc.estimate_flow(frames[0], frames[0], "dis")
 
 
@@ -355,6 +355,6 @@ def test_mp4_without_pyav_is_one_clear_line(tmp_path, monkeypatch):
 
     save_frame(torch.rand(1, 3, 16, 16), tmp_path, 0)
     monkeypatch.setitem(sys.modules, "av", None)
-    with pytest.raises(dc.DreamError, match="needs PyAV; pip install av"):
+    with pytest.raises(dc.DreamError, match="needs PyAV: install the package av"):
         write_movie(tmp_path, 1, tmp_path / "out.mp4", 12)
     assert write_movie(tmp_path, 1, tmp_path / "out.gif", 12).exists()  # GIF needs only Pillow

@@ -1,8 +1,9 @@
 """The examples in the docstrings run and print what they say."""
 
 import doctest
-import re
 import os
+import re
+import runpy
 
 import pytest
 
@@ -44,7 +45,9 @@ def test_readme_python_blocks_run_as_written(index, tmp_path, monkeypatch):
     for path in ("assets",):
         (tmp_path / path).symlink_to(ROOT / path)
     monkeypatch.chdir(tmp_path)  # outputs land here
-    exec(compile(block, f"README.md python block {index}", "exec"), {})
+    script = tmp_path / f"readme_block_{index}.py"
+    script.write_text(block)
+    runpy.run_path(str(script), run_name="__main__")
 
 
 def _cli_commands(text):

@@ -51,11 +51,20 @@ SHRINK = textwrap.dedent("""
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the resident-set high-water mark")
-def test_shrinking_a_picture_takes_under_two_and_a_half_of_its_sizes():
+def test_shrinking_a_picture_takes_well_under_the_four_picture_sizes_it_once_took():
     """Each octave's base is the full-size picture shrunk, and its antialiasing blur at full size was
-    the peak of a whole 4096 px dream (four picture-sized temporaries: 192 MB at 2048 px). One
-    channel at a time it takes 96 MB at 2048 px, the 24 MB result included."""
+    the peak of a whole 4096 px dream (four picture-sized temporaries: 192 MB at 2048 px, 216 MB with
+    the result). One channel at a time it takes 96 MB at 2048 px, the 24 MB result included; on a busy
+    machine the resident-set high-water mark read 128 MB once. The bound, 3.5 picture sizes (168 MB),
+    lies between what load can add and the regression."""
     result = subprocess.run([sys.executable, "-c", SHRINK], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     picture_mb = 3 * 4 * 2048 * 2048 / 2**20
-    assert float(result.stdout.split()[-1]) < 2.5 * picture_mb
+    assert float(result.stdout.split()[-1]) < 3.5 * picture_mb
+
+
+def test_the_heap_trim_can_be_switched_off(monkeypatch):
+    from dream_core.memory import TRIM_OPT_OUT, release_free_heap
+
+    monkeypatch.setenv(TRIM_OPT_OUT, "1")
+    assert release_free_heap() is False

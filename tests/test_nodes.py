@@ -2,11 +2,12 @@ import inspect
 import re
 import subprocess
 import sys
+import types
 
 import pytest
 import torch
 
-from conftest import ROOT, import_pack
+from conftest import ROOT, import_pack, random_backbone
 
 WIDGETS = {"INT", "FLOAT", "STRING", "BOOLEAN"}
 
@@ -576,3 +577,35 @@ def test_class_visualize_node_fft_parameterization(pack, shapes_net):
                                                                           parameterization="fft")
     probabilities = pack.dream_core.logits(made.movedim(-1, 1), shapes_net).softmax(1)
     assert made.shape == (1, 48, 48, 3) and probabilities[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("node_id", sorted(import_pack().NODE_CLASS_MAPPINGS))
+def test_every_float_default_is_a_value_its_widget_can_show(pack, node_id):
+    """The frontend rounds a FLOAT widget to its ``round`` (else its ``step``): a default off that grid is
+    shown as one value and used as another (Fooling Image's 8/255 once showed 0.03137)."""
+    for section in pack.NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES().values():
+        for name, (kind, *options) in section.items():
+            if kind == "FLOAT":
+                grid = options[0].get("round", options[0]["step"])
+                default = options[0]["default"]
+                assert abs(default / grid - round(default / grid)) < 1e-6, (node_id, name, default, grid)
+
+
+def test_the_dream_nodes_dream_one_item_at_a_time_whatever_memory_is_free(pack, fake_host, monkeypatch):
+    """The library batches by free CUDA memory when asked for batch_size 0, and a batched dream differs
+    from a lone one by rounding: the nodes must not let free memory choose the picture."""
+    import dream_core as dc
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (80 << 30, 80 << 30))
+    assert dc.dream._chunk_size(0, 4, types.SimpleNamespace(device=torch.device("cuda")), dc.l2("relu1"), None,
+                                lambda: 1 << 20) == 4  # the library's automatic choice follows free memory
+    calls = []
+    real = pack.nodes.dream_nodes.deepdream
+    monkeypatch.setattr(pack.nodes.dream_nodes, "deepdream", lambda *a, **k: calls.append(k) or real(*a, **k))
+    layers, = pack.NODE_CLASS_MAPPINGS["DD_SelectLayer"]().select(random_backbone("alexnet"), "relu1", 1.0, -1, "l2")
+    image = torch.rand(2, 40, 40, 3, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        pack.NODE_CLASS_MAPPINGS["DD_DeepDream"]().dream(image, random_backbone("alexnet"), 1, 0.01, 0, 0, layers)
+        pack.NODE_CLASS_MAPPINGS["DD_GuidedDream"]().dream(image, image, random_backbone("alexnet"), 1, 0.01, 0, 0,
+                                                           layers)
+    assert [call["batch_size"] for call in calls] == [1, 1]

@@ -59,9 +59,58 @@ def test_the_scale_halves_on_overflow_redoes_the_pass_and_grows_when_finite():
     scale = dc.LossScale(FP16, scale=2.0**16, growth_interval=2)
     _, (gradient,) = scale.gradients(forward, [leaf], leaf.device)
     assert torch.equal(gradient, torch.full((4,), 100.0)) and scale.scale == 2.0**9 and len(passes) == 8
+    scale.end_step()  # the step that overflowed does not count towards growth
+    for _ in range(3):  # three tiles of one step: one step
+        scale.gradients(forward, [leaf], leaf.device)
+    scale.end_step()
+    assert scale.scale == 2.0**9
     scale.gradients(forward, [leaf], leaf.device)
-    assert scale.scale == 2.0**10  # two finite in a row: doubled
+    scale.end_step()
+    assert scale.scale == 2.0**10  # two clean steps in a row: doubled
     assert dc.LossScale(torch.bfloat16).enabled is False and dc.LossScale(None).scale == 1.0
+
+
+def test_the_scale_cannot_collapse_on_a_pass_that_no_scale_cures():
+    """A non-finite score (the forward pass overflowed) skips the pass and leaves the scale alone; a NaN
+    gradient of a finite score is retried a few halvings, then zeroed with the scale restored. The old
+    scale went from 2^16 to 1 in 17 passes, and the underflow it prevents came back for the whole run."""
+    leaf = torch.ones(4, requires_grad=True)
+    scale = dc.LossScale(FP16)
+    passes = []
+
+    def overflowing_forward():
+        passes.append(1)
+        return leaf * float("inf")
+
+    score, (gradient,) = scale.gradients(overflowing_forward, [leaf], leaf.device)
+    assert len(passes) == 1 and scale.scale == 2.0**16 and torch.equal(gradient, torch.zeros(4))
+
+    def nan_backward():  # sqrt's gradient at 0 is inf, and inf * 0 is NaN: no scale helps
+        passes.append(1)
+        return (leaf * 0).sqrt() * 0 + leaf
+
+    passes.clear()
+    _, (gradient,) = scale.gradients(nan_backward, [leaf], leaf.device)
+    assert len(passes) == 1 + dc.LossScale.MAX_HALVINGS and scale.scale == 2.0**16
+    assert torch.isfinite(gradient).all()
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_a_pass_without_a_finite_loss_leaves_the_optimizer_parameters_finite(shapes_net, optimizer):
+    """Every third pass of this objective is NaN: L-BFGS must never be handed a NaN loss, Adam must not
+    step on it (its momentum would still move the picture)."""
+    calls = []
+
+    def sometimes_nan(acts):
+        calls.append(1)
+        score = acts["relu2"].mean((1, 2, 3))
+        return score * float("nan") if len(calls) % 3 == 0 else score
+
+    objective = dc.Objective(sometimes_nan, ["relu2"], "sometimes nan")
+    picture = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    out = dc.optimize([picture], lambda: picture, shapes_net.extractor(["relu2"]), objective, steps=6,
+                      optimizer=optimizer, lr=0.01)
+    assert torch.isfinite(out).all() and torch.isfinite(picture).all()
 
 
 def test_a_non_finite_or_zero_gradient_never_makes_a_nan_step(googlenet):

@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT.parent))
-pack = importlib.import_module(ROOT.name)  # the pack, imported as ComfyUI imports it
 
 DOWNLOAD = "torchvision (download)"
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN"}
@@ -40,8 +38,8 @@ CORE = {
 }
 
 
-def node_slots(class_type: str):
-    """(link inputs [(name, type)], widgets [(name, default)], outputs [(name, type)]) of a node type."""
+def node_slots(pack, class_type: str):
+    """(link inputs [(name, type)], widgets [(name, default)], outputs [(name, type)]) of a node type of ``pack``."""
     if class_type in CORE:
         links, widgets, outputs = CORE[class_type]
         return links, [(name, None) for name in widgets], outputs
@@ -188,10 +186,10 @@ WORKFLOWS = {
 }
 
 
-def api_format(nodes) -> dict:
+def api_format(pack, nodes) -> dict:
     api = {}
     for node_id, class_type, inputs in nodes:
-        links, widgets, _ = node_slots(class_type)
+        links, widgets, _ = node_slots(pack, class_type)
         values = {name: default for name, default in widgets if default is not None}
         values.update({k: ([str(v[0]), v[1]] if isinstance(v, tuple) else v) for k, v in inputs.items()
                        if k != "upload"})
@@ -199,7 +197,7 @@ def api_format(nodes) -> dict:
     return api
 
 
-def ui_format(nodes) -> dict:
+def ui_format(pack, nodes) -> dict:
     by_id = {node_id: (class_type, inputs) for node_id, class_type, inputs in nodes}
     depth = {}
     for node_id, _, inputs in nodes:  # nodes are listed after their sources
@@ -207,14 +205,14 @@ def ui_format(nodes) -> dict:
     links, ui_nodes, column_bottom = [], [], {}
     outputs_links: dict[tuple[int, int], list[int]] = {}
     for node_id, class_type, inputs in nodes:
-        for slot, (name, kind) in enumerate(node_slots(class_type)[0]):
+        for slot, (name, kind) in enumerate(node_slots(pack, class_type)[0]):
             if name in inputs:
                 origin, origin_slot = inputs[name]
                 link_id = len(links) + 1
                 links.append([link_id, origin, origin_slot, node_id, slot, kind])
                 outputs_links.setdefault((origin, origin_slot), []).append(link_id)
     for order, (node_id, class_type, inputs) in enumerate(nodes):
-        link_inputs, widgets, outputs = node_slots(class_type)
+        link_inputs, widgets, outputs = node_slots(pack, class_type)
         values = []
         for name, default in widgets:
             values.append(inputs.get(name, default))
@@ -239,13 +237,20 @@ def ui_format(nodes) -> dict:
             "groups": [], "config": {}, "extra": {"ds": {"scale": 1.0, "offset": [0, 0]}}, "version": 0.4}
 
 
+def rendered(pack) -> dict[str, tuple[str, str]]:
+    """Every template as the text of its UI file and of its API twin."""
+    return {name: (json.dumps(ui_format(pack, nodes), indent=2) + "\n", json.dumps(api_format(pack, nodes), indent=2) + "\n")
+            for name, nodes in WORKFLOWS.items()}
+
+
 def main() -> None:
+    sys.path.insert(0, str(ROOT.parent))
+    pack = importlib.import_module(ROOT.name)  # the pack, imported as ComfyUI imports it
     out = ROOT / "example_workflows"
-    for name, nodes in WORKFLOWS.items():
-        ui = ui_format(nodes)
-        (out / f"{name}.json").write_text(json.dumps(ui, indent=2) + "\n")
-        (out / "api").mkdir(exist_ok=True)  # a subfolder: ComfyUI lists only the UI files as Templates
-        (out / "api" / f"{name}.json").write_text(json.dumps(api_format(nodes), indent=2) + "\n")
+    (out / "api").mkdir(exist_ok=True)  # a subfolder: ComfyUI lists only the UI files as Templates
+    for name, (ui, api) in rendered(pack).items():
+        (out / f"{name}.json").write_text(ui)
+        (out / "api" / f"{name}.json").write_text(api)
 
 
 if __name__ == "__main__":
