@@ -1,27 +1,27 @@
 // DeepDream Nodes: narrow each layer menu to the layers of the backbone connected upstream, and a
 // channel's range to its layer's channels. The catalogue comes from the server (/deepdream/layers,
-// built from the registry and the node definitions); with no registry backbone upstream, a menu
-// shows everything. The server still checks every pick when the node runs.
+// built from the registry and the node definitions); with no registry backbone upstream (or no
+// catalogue), a menu shows everything. A saved choice is never rewritten: one the backbone does not
+// have stays, marked in the widget's label, and the server explains it when the node runs.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { upstreamSource, widgetValue } from "./backbone_walk.js";
 
-const catalogue = api.fetchApi("/deepdream/layers").then((response) => response.json());
+const catalogue = api
+  .fetchApi("/deepdream/layers")
+  .then((response) => (response.ok ? response.json() : null))
+  .catch(() => null); // an older server, a proxy: the menus stay whole
 
 const widgetOf = (node, name) => node.widgets?.find((widget) => widget.name === name);
 
-function linkOf(graph, id) {
-  return graph.links instanceof Map ? graph.links.get(id) : graph.links?.[id];
-}
-
-// The catalogue entry of the backbone node feeding `node`'s backbone input (Load Dream Backbone's
-// menu choice, or the entry of a node such as CLIP Vision Backbone), or null.
+// The catalogue entry of the backbone node feeding `node`'s backbone input, through reroutes, subgraph
+// inputs and group nodes (Load Dream Backbone's menu choice, or the entry of a node such as CLIP Vision
+// Backbone), or null.
 function upstreamBackbone(node, data) {
-  const graph = node.graph ?? app.graph;
-  const input = node.inputs?.find((slot) => slot.name === "backbone");
-  const link = input?.link != null ? linkOf(graph, input.link) : null;
-  const source = link ? graph.getNodeById(link.origin_id) : null;
-  const name = data.backbone_nodes[source?.comfyClass] ?? widgetOf(source ?? {}, "backbone")?.value;
-  return data.backbones[name] ?? null;
+  const found = upstreamSource(node.graph ?? app.graph, node, "backbone", app.graph);
+  if (!found) return null;
+  const name = data.backbone_nodes[found.node.comfyClass] ?? widgetValue(found.node, "backbone");
+  return data.backbones[name] ? { ...data.backbones[name], name } : null;
 }
 
 function refresh(node, data) {
@@ -34,10 +34,10 @@ function refresh(node, data) {
     const values = backbone // choices such as "auto" first, then the backbone's layers in its own order
       ? [...widget.ddAllValues.filter((v) => !data.layer_menu.includes(v)), ...own.filter((v) => widget.ddAllValues.includes(v))]
       : widget.ddAllValues;
-    widget.options.values = values;
-    if (!values.includes(widget.value)) {
-      widget.value = values.includes(backbone.default_layer) ? backbone.default_layer : values[0];
-    }
+    const kept = values.includes(widget.value) || widget.value == null;
+    widget.options.values = kept ? values : [widget.value, ...values];
+    widget.ddLabel ??= widget.label ?? null;
+    widget.label = kept ? widget.ddLabel ?? undefined : `${widget.name} (not in ${backbone?.name ?? "this backbone"})`;
   }
   for (const [name, layerName] of Object.entries(data.channel_inputs[node.comfyClass] ?? {})) {
     const widget = widgetOf(node, name);
@@ -68,6 +68,7 @@ app.registerExtension({
   name: "DeepDreamNodes.LayerMenus",
   async nodeCreated(node) {
     const data = await catalogue;
+    if (!data) return;
     if (node.comfyClass === "DD_LoadBackbone") {
       const choice = widgetOf(node, "backbone");
       if (choice) afterChange(choice, refreshAll);
