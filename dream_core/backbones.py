@@ -15,6 +15,7 @@ Any ``nn.Module`` becomes a backbone with :func:`backbone_from_module`.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -78,6 +79,7 @@ class BackboneSpec:
         return list(self.categories) or None
 
 
+EXTRACTORS_KEPT = 16  # layer sets whose extractor (and its probed sizes) a backbone keeps
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # GoogLeNet and Inception v3 were trained on (x - 0.5) / 0.5; torchvision reaches that through
@@ -419,7 +421,7 @@ class Backbone:
         self.computes_on: torch.device | None = None
         """Where the network computes when a host keeps its weights elsewhere and casts them in at each
         call (ComfyUI's dynamic VRAM); None: where the weights are."""
-        self._extractors: dict[frozenset[tuple[str, str]], FeatureExtractor] = {}
+        self._extractors: OrderedDict[frozenset[tuple[str, str]], FeatureExtractor] = OrderedDict()
         self._class_names: list[str] | None = None
 
     def __repr__(self) -> str:
@@ -494,15 +496,20 @@ class Backbone:
 
         Activations come back under the names asked for, so an objective on an alias (``mixed4``)
         reads what it asked for. Extractors are cached per layer set, so a dream builds one per run,
-        not one per step.
+        not one per step; the :data:`EXTRACTORS_KEPT` most recently used are kept (a long-running host
+        sees many layer sets).
         """
         requested = {layer: self.resolve(layer) for layer in layers}
         if not requested:
             raise LayerError("layers: no layer given; name at least one.", "", list(self.spec.layers))
         key = frozenset(requested.items())
-        if key not in self._extractors:
+        if key in self._extractors:
+            self._extractors.move_to_end(key)
+        else:
             self._extractors[key] = FeatureExtractor(
                 self.stages, requested, self.spec.mean, self.spec.std, self.memory_format)
+            while len(self._extractors) > EXTRACTORS_KEPT:
+                self._extractors.popitem(last=False)
         return self._extractors[key]
 
 

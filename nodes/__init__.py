@@ -47,6 +47,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {node_id: entry["name"] for node_id, entry in NODE_
 
 host.register_model_folder()
 host.install_example_inputs()
+host.release_on_host_unload()
 host.add_json_route(LAYERS_ROUTE, lambda: layer_catalogue(NODE_CLASS_MAPPINGS))
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

@@ -174,6 +174,27 @@ def cached_backbone(key: Hashable, build: Callable[[], Backbone]) -> Backbone:
     return backbone
 
 
+def release_cached_backbones() -> None:
+    """Forget every cached backbone (their memory goes back once nothing else holds them)."""
+    _backbones.clear()
+
+
+def release_on_host_unload() -> None:
+    """Make ComfyUI's Unload Models (and ``/free``) release the backbone cache too: the host calls
+    ``model_management.unload_all_models`` for both, and knows nothing of a pack's own cache, which would
+    otherwise keep the weights in RAM for the server's life. Wrapped once; the host's function still runs."""
+    unload = getattr(model_management, "unload_all_models", None)
+    if unload is None or getattr(unload, "releases_dream_backbones", False):
+        return
+
+    def unload_all_models(*args, **kwargs):
+        release_cached_backbones()
+        return unload(*args, **kwargs)
+
+    unload_all_models.releases_dream_backbones = True
+    model_management.unload_all_models = unload_all_models
+
+
 def weights_key(path: Path | None) -> str | None:
     """A weights file as a cache key: its path, size and modification time (ns), so a replaced file is reloaded."""
     if path is None or not path.is_file():
@@ -401,7 +422,7 @@ def add_json_route(path: str, payload: Callable[[], object]) -> None:
 
 
 __all__ = [
-    "register_model_folder", "install_example_inputs", "weights_dir", "weight_files", "weight_file", "compute_device",
+    "register_model_folder", "install_example_inputs", "release_cached_backbones", "release_on_host_unload", "weights_dir", "weight_files", "weight_file", "compute_device",
     "precision",
     "output_device", "gradients", "make_trainable_copy_if_inference", "cached_backbone", "weights_key", "warn_once", "place",
     "dreaming", "progress", "interrupted", "download_progress", "add_json_route", "clip_vision_backbone", "is_dynamic",

@@ -102,3 +102,16 @@ def test_extractors_are_cached_and_stay_valid_when_the_backbone_moves():
     assert backbone.extractor(["conv2"]) is extractor and extractor.memory_format == torch.contiguous_format
     after = extractor(image)["conv2"]
     assert after.is_contiguous() and torch.allclose(before, after, atol=1e-5)
+
+
+def test_a_backbone_keeps_a_bounded_number_of_extractors():
+    """A long-running host asks for many layer sets: the cache keeps the most recently used, not all."""
+    backbone = dc.load_backbone("alexnet", "random")
+    first = backbone.extractor(["relu1"])
+    pairs = [[a, b] for a in backbone.spec.layers for b in backbone.spec.layers if a < b]
+    for layers in pairs[:dc.backbones.EXTRACTORS_KEPT + 4]:
+        backbone.extractor(layers)
+    assert len(backbone._extractors) == dc.backbones.EXTRACTORS_KEPT
+    assert backbone.extractor(["relu1"]) is not first  # the oldest was let go
+    again = backbone.extractor(["relu1"])
+    assert backbone.extractor(["relu1"]) is again  # a used one stays

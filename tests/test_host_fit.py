@@ -157,3 +157,17 @@ def test_the_callers_image_is_never_written_to(googlenet, layout):
     before = image.clone()
     dreamed = dc.deepdream(image, googlenet, dc.l2("inception3a"), steps=2, octaves=3)
     assert torch.equal(image, before) and not torch.equal(dreamed, before)
+
+
+def test_the_hosts_unload_models_releases_the_backbone_cache(pack, fake_host, monkeypatch):
+    """ComfyUI's Unload Models and /free call model_management.unload_all_models: the pack's own cache of
+    loaded backbones must go with it (it would otherwise hold the weights in RAM for the server's life)."""
+    host = pack.nodes.host
+    unloaded = []
+    monkeypatch.setattr(host.model_management, "unload_all_models", lambda: unloaded.append(1), raising=False)
+    monkeypatch.setattr(host, "_backbones", type(host._backbones)())
+    host.cached_backbone("a", lambda: "backbone a")
+    host.release_on_host_unload()
+    host.release_on_host_unload()  # wrapped once
+    host.model_management.unload_all_models()
+    assert unloaded == [1] and len(host._backbones) == 0
