@@ -261,13 +261,15 @@ def video_frames(frames: Iterable[Tensor], backbone: Backbone, objective: Object
     check(flow in FLOWS, f"flow: unknown {flow!r}; choose one of {', '.join(FLOWS)}.")
     job = Progress.of(progress)
     job.begin(total or 1)
-    last_source, last_dream = previous if previous is not None else (None, None)
+    device = backbone.device  # flows, warps and checks run where the dream does, not where the frames live
+    last_source, last_dream = (t.to(device) for t in previous) if previous is not None else (None, None)
     mask_stream = iter(masks) if masks is not None else None
-    for index, source in enumerate(frames):
-        source = check_image(source, f"frame {index}")[:1]
+    for index, frame in enumerate(frames):
+        frame = check_image(frame, f"frame {index}")[:1]
+        source = frame.to(device)
         mask = next(mask_stream, None) if mask_stream is not None else None
         if mask is not None:
-            mask = prepare_mask(mask, 1, tuple(source.shape[-2:])).to(source.device)
+            mask = prepare_mask(mask, 1, tuple(source.shape[-2:])).to(device)
         start = source
         if last_dream is not None:
             if last_dream.shape != source.shape:
@@ -280,8 +282,8 @@ def video_frames(frames: Iterable[Tensor], backbone: Backbone, objective: Object
         part = job.part(index, total) if total else job.part(0, 1)
         dream = deepdream(start, backbone, objective, seed=seed + index, mask=mask, progress=part, cancel=cancel,
                           **dream_options)
-        last_source, last_dream = source, dream
-        yield dream
+        last_source, last_dream = source, dream.to(device)
+        yield dream.to(frame.device)
 
 
 def _carry(last_dream: Tensor, last_source: Tensor, source: Tensor, flow: str,

@@ -369,3 +369,28 @@ def test_mp4_without_pyav_is_one_clear_line(tmp_path, monkeypatch):
     with pytest.raises(dc.DreamError, match="needs PyAV: install the package av"):
         write_movie(tmp_path, 1, tmp_path / "out.mp4", 12)
     assert write_movie(tmp_path, 1, tmp_path / "out.gif", 12).exists()  # GIF needs only Pillow
+
+
+def test_flows_and_warps_run_on_the_dreams_device_not_the_frames(monkeypatch):
+    """ComfyUI hands frames over on the CPU; the flow (RAFT), the warp and the checks must run on the
+    compute device. Here the backbone says the meta device: every tensor the carry sees is there, and each
+    dream comes back on the frames' device."""
+    seen = []
+    backbone = type("Placed", (), {"device": torch.device("meta")})()
+
+    def fake_dream(start, backbone, objective, **options):
+        seen.append(("dream", start.device))
+        return torch.zeros(start.shape)  # on the CPU: a meta tensor has no data to hand back
+
+    def fake_flow(source, target, method, weights_dir=None):
+        seen.append(("flow", source.device, target.device))
+        return torch.zeros(1, 2, *source.shape[-2:], device=source.device)
+
+    monkeypatch.setattr(dream_core.dream, "deepdream", fake_dream)
+    monkeypatch.setattr(dream_core.animate, "estimate_flow", fake_flow)
+    monkeypatch.setattr(dream_core.animate, "flow_validity", lambda b, f: torch.ones_like(b[:, :1]))
+    monkeypatch.setattr(dream_core.animate, "colour_match", lambda moved, source: torch.ones_like(source[:, :1]))
+    frames = torch.rand(3, 3, 16, 20)
+    dreams = list(dc.video_frames((frames[t:t + 1] for t in range(3)), backbone, dc.l2("relu1"), flow="farneback"))
+    assert all(device == torch.device("meta") for entry in seen for device in entry[1:])
+    assert [kind for kind, *_ in seen].count("flow") == 4 and all(d.device == frames.device for d in dreams)
