@@ -25,9 +25,10 @@ class ClipVisionBackbone:
     FUNCTION = "build"
     CATEGORY = "DeepDream/loaders"
     DESCRIPTION = ("Dreams through the CLIP vision model of Load CLIP Vision: no download. An octave up to the "
-                   "model's own size (224 px) is seen whole, a larger one in tiles of that size (the dream node's "
-                   "tile_size 0: whole, position embeddings stretched); the picture is normalised in float, so the "
-                   "gradient reaches every pixel. The host's model is used in place and loaded by its own patcher.")
+                   "model's own size (224 px; 336 px for ViT-L/14-336) is seen whole, a larger one in tiles of exactly "
+                   "that size (the dream node's tile_size 0: whole, position embeddings stretched); the picture is "
+                   "normalised in float and padded to whole patches, so the gradient reaches every pixel. The host's "
+                   "model is used in place, loaded by its own patcher to the device the dream computes on.")
 
     def build(self, clip_vision) -> tuple[Backbone]:
         return (host.clip_vision_backbone(clip_vision),)
