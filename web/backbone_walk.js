@@ -38,7 +38,8 @@ export function upstreamSource(graph, node, inputName, root = null) {
   for (let hop = 0; hop < MAX_HOPS; hop++) {
     const link = linkOf(current, input?.link);
     if (!link) return null;
-    if (link.origin_id === SUBGRAPH_INPUT_ID) { // continue at the subgraph node's matching input, outside
+    if (String(link.origin_id) === String(SUBGRAPH_INPUT_ID)) { // continue at the subgraph node's input, outside
+      // (the frontend keeps this id as the string "-10" in a subgraph's links, as a number elsewhere)
       const name = current.inputs?.[link.origin_slot]?.name;
       const holder = subgraphHolder(root ?? current.rootGraph ?? graph, current);
       if (!holder) return null;
