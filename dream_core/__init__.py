@@ -51,7 +51,7 @@ __all__ = [
     "backbone_names", "centre_view", "channel", "check_image", "check_tile_size", "colour_match", "class_visualize", "classify", "content",
     "content_objective", "cosine", "deepdream", "deepdream_memory", "direction", "diversity", "download_weights", "default_weights_dir", "dream_octaves", "dream_video",
     "dream_zoom", "estimate_flow", "feature_visualize", "flow_validity", "for_each_item", "fold_batchnorm", "fool", "from_bhwc",
-    "gatys_layers", "gaussian_blur", "get_spec", "gram_matrix", "guide", "guided_objective", "heatmap", "image_embedding", "image_embedding",
+    "gatys_layers", "gaussian_blur", "get_spec", "gram_matrix", "guide", "guided_objective", "heatmap", "image_embedding",
     "image_gradient", "invert_features", "item_generator", "keep_colors", "l2", "layer_objective", "load_backbone",
     "load_image", "logits", "mean_activation", "mean_covariance", "neuron", "normalize_gradient", "objective",
     "octave_sizes", "optimize", "pass_memory", "pixel_l2", "prepare_mask", "psnr", "random_shift", "ranked_channels",

@@ -196,7 +196,8 @@ BACKBONES: dict[str, BackboneSpec] = {
     for spec in [
         BackboneSpec(
             name="googlenet",
-            title="GoogLeNet / Inception v1 (Szegedy et al. 2014), DeepDream's architecture (torchvision's batch-normalised weights, not the Caffe ones Google dreamed with)",
+            title=("GoogLeNet / Inception v1 (Szegedy et al. 2014), DeepDream's architecture (torchvision's "
+                   "batch-normalised weights, not the Caffe ones Google dreamed with)"),
             build=lambda: _torchvision("googlenet")(
                 weights=None, aux_logits=False, transform_input=False, init_weights=True),
             trunk=_children_then_head(("aux1", "aux2", "avgpool", "dropout", "fc"),

@@ -113,7 +113,8 @@ def deepdream(
                                           f"{extractor.deepest} of {backbone.name}")
     masks = None if mask is None else prepare_mask(mask, batch, given_size).to(backbone.device)
     ascent = Ascent(extractor, objective, step_size=step_size, jitter=jitter, grad_norm=grad_norm,
-                    autocast=autocast_dtype(precision, backbone.device), tile_overlap=tile_overlap, tile_align=tile_align,
+                    autocast=autocast_dtype(precision, backbone.device), tile_overlap=tile_overlap,
+                    tile_align=tile_align,
                     tiles=TilePolicy(tile_size, tile_above, minimum=2 * tile_overlap + max(32, smallest),
                                      image_side=max(height, width)),
                     cancel=cancel, max_loss=max_loss)
@@ -166,7 +167,8 @@ def deepdream_memory(
     (also the entry of :func:`~dream_core.dream_zoom` and :func:`~dream_core.dream_video`, which dream
     frame by frame): a :func:`~dream_core.memory.pass_memory` whose network sees the largest input the
     dream runs at once, an untiled octave or one tile, or all its cutouts. ``objective`` may be just the
-    layer names it reads, with its ``views``. Per item: a batched dream on CUDA takes as many items as fit in the free memory.
+    layer names it reads, with its ``views``. Per item: a batched dream on CUDA takes as many items as
+    fit in the free memory.
     """
     check_tile_size(tile_size, tile_overlap)
     tile_size, tile_overlap, tile_above, _ = _tiles_for(backbone, tile_size, tile_overlap, tile_above)

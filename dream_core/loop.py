@@ -377,10 +377,11 @@ def optimize(
     generator = generator or torch.Generator().manual_seed(0)
 
     loss_scale = LossScale(autocast)
-    last_finite = [torch.zeros(())]  # the loss L-BFGS is told when a pass has none
-    skipped = [False]  # the last pass had no finite loss: Adam takes no step (its momentum would move)
+    last_finite = torch.zeros(())  # the loss L-BFGS is told when a pass has none
+    skipped = False  # the last pass had no finite loss: Adam takes no step (its momentum would move)
 
     def closure() -> Tensor:
+        nonlocal last_finite, skipped
         progress.check_cancel(cancel)
         while True:  # again at a smaller loss scale when fp16 gradients overflow
             optim.zero_grad(set_to_none=True)
@@ -396,18 +397,18 @@ def optimize(
                 with torch.autocast(image.device.type, dtype=autocast, enabled=autocast is not None):
                     scores = objective(extractor(seen)).float()
                 loss = -(scores if objective.views is None else scores.view(image.shape[0], -1).mean(1)).sum()
-                skipped[0] = not bool(torch.isfinite(loss))
-                if skipped[0]:  # the forward pass failed: no step, and no NaN for L-BFGS
+                skipped = not bool(torch.isfinite(loss))
+                if skipped:  # the forward pass failed: no step, and no NaN for L-BFGS
                     loss_scale.overflowed = True
                     for p in parameters:
                         p.grad = torch.zeros_like(p)
-                    loss = last_finite[0]
+                    loss = last_finite
                     break
                 (loss * loss_scale.scale).backward()
             gradients = [p.grad.div_(loss_scale.scale) for p in parameters if p.grad is not None]
             if loss_scale.accept(gradients):
                 break
-        last_finite[0] = loss.detach()
+        last_finite = loss.detach()
         loss_scale.end_step()
         progress.step(image[0].detach())
         return loss.detach()
@@ -420,7 +421,7 @@ def optimize(
         average = _MovingAverage(parameters, ema) if ema else None
         for _ in range(steps):
             closure()
-            if not skipped[0]:
+            if not skipped:
                 optim.step()
             if average is not None:
                 average.update()

@@ -28,8 +28,8 @@ from torch import Tensor, nn
 
 from .features import Stage
 
-__all__ = ["Tokens", "PatchEmbedding", "pad_to_patches", "embedding_table", "GridTokens", "BlockMLP", "BlockOutput", "ClassTokenHead",
-           "PooledHead", "SelfAttention", "transformer_layers", "hierarchical_layers", "block_stages",
+__all__ = ["Tokens", "PatchEmbedding", "pad_to_patches", "embedding_table", "GridTokens", "BlockMLP", "BlockOutput",
+           "ClassTokenHead", "PooledHead", "SelfAttention", "transformer_layers", "hierarchical_layers", "block_stages",
            "clip_vision_stages", "EMBEDDING"]
 
 EMBEDDING = "embedding"

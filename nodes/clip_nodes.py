@@ -85,8 +85,8 @@ class ClipTarget:
                    "output is not in that space for most models).")
 
     def build(self, backbone: Backbone, weight: float, cutouts: int, clip=None, text: str = "",
-              negative_text: str = "", file_projection: bool = False, negative_weight: float = 1.0, image: torch.Tensor | None = None,
-              objective: Objective | None = None) -> tuple[Objective]:
+              negative_text: str = "", file_projection: bool = False, negative_weight: float = 1.0,
+              image: torch.Tensor | None = None, objective: Objective | None = None) -> tuple[Objective]:
         if EMBEDDING not in backbone.spec.layers:
             raise DreamError(f"backbone: {backbone.name} has no CLIP image embedding; connect a CLIP Vision Backbone.")
         prompts = [(name, value, sign) for name, value, sign in
@@ -118,5 +118,6 @@ def _checked(embedding: torch.Tensor, backbone: Backbone, name: str) -> torch.Te
     wanted = backbone.spec.layers[EMBEDDING]
     if embedding.shape[-1] != wanted:
         raise DreamError(f"{name}: the text embedding has {embedding.shape[-1]} values, {backbone.name}'s image "
-                         f"embedding {wanted}; use the text encoder that belongs to the vision model ({host.PAIRINGS}).")
+                         f"embedding {wanted}; use the text encoder that belongs to the vision model "
+                         f"({host.PAIRINGS}).")
     return embedding.clone()

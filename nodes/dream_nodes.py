@@ -116,8 +116,9 @@ class DeepDream:
                    "connected objective), over an octave pyramid, with random jitter and normalised gradients.")
 
     def dream(self, image: torch.Tensor, backbone: Backbone, steps: int, step_size: float, jitter: int, seed: int,
-              layers: tuple[LayerTerm, ...] | None = None, octaves: OctaveSettings | None = None, mask: torch.Tensor | None = None, invert_mask: bool = False,
-              tile_size: int = 512, grad_norm: str = "mean_abs", precision: str = "auto",
+              layers: tuple[LayerTerm, ...] | None = None, octaves: OctaveSettings | None = None,
+              mask: torch.Tensor | None = None, invert_mask: bool = False, tile_size: int = 512,
+              grad_norm: str = "mean_abs", precision: str = "auto",
               objective: Objective | None = None, smoothing: float = 0.0) -> tuple[torch.Tensor]:
         total = Objective.sum(_parts(terms_objective(layers) if layers else None, objective, "Deep Dream"))
         return run_dream(image, backbone, lambda: total, total.layers, total.views, octaves, mask, invert_mask,
@@ -157,17 +158,19 @@ class GuidedDream(DeepDream):
         guide = from_bhwc(guide_image, "guide_image")[:1]
         if layers:
             layers = layer_weights_only(layers, "Guided Dream")
-            reads = terms_objective(layers).layers | (objective.layers if objective is not None else frozenset())
+            own = terms_objective(layers).layers
             make_guide = lambda: guided_objective(backbone, guide, layers)  # noqa: E731
         elif EMBEDDING in backbone.spec.layers:  # a CLIP tower: the guide as its host embeds it
-            reads = frozenset({EMBEDDING}) | (objective.layers if objective is not None else frozenset())
-            make_guide = lambda: cosine(EMBEDDING, image_embedding(backbone, guide, EMBEDDING, "guide_image"))  # noqa: E731
+            own = frozenset({EMBEDDING})
+            make_guide = lambda: cosine(  # noqa: E731
+                EMBEDDING, image_embedding(backbone, guide, EMBEDDING, "guide_image"))
         else:
             raise DreamError(f"layers: Guided Dream needs the layers at which to match the guide ({backbone.name} has "
                              "no CLIP image embedding to match it in); connect Select Dream Layer.")
+        reads, views = (own, None) if objective is None else (own | objective.layers, objective.views)
         return run_dream(image, backbone, lambda: Objective.sum(_parts(make_guide(), objective, "Guided Dream")),
-                         reads, objective and objective.views, octaves, mask, invert_mask, steps=steps, step_size=step_size, jitter=jitter, seed=seed,
-                         tile_size=tile_size, grad_norm=grad_norm, precision=precision)
+                         reads, views, octaves, mask, invert_mask, steps=steps, step_size=step_size, jitter=jitter,
+                         seed=seed, tile_size=tile_size, grad_norm=grad_norm, precision=precision)
 
 
 def _parts(first: Objective | None, objective: Objective | None, node: str) -> list[Objective]:
@@ -184,10 +187,11 @@ def run_dream(image: torch.Tensor, backbone: Backbone, make_objective, reads: fr
     """IMAGE in, IMAGE out: ``deepdream`` on the host's device, inside the grad-mode escape.
 
     The host is asked for the memory one item needs at the layers the objective ``reads``, seen whole,
-    in tiles or through its ``views`` (cutouts). Items are dreamed one at a time (``batch_size=1``, not the
-    library's automatic batching by free GPU memory): a batched step differs from a lone one by float
-    rounding, so the same prompt would otherwise give another picture when other models are loaded. ``make_objective`` runs inside the escape with the backbone in place, so
-    objectives that run a reference image through the backbone get normal tensors on the right device.
+    in tiles or through its ``views`` (cutouts). Items are dreamed one at a time (``batch_size=1``, not
+    the library's automatic batching by free GPU memory): a batched step differs from a lone one by
+    float rounding, so the same prompt would otherwise give another picture when other models are
+    loaded. ``make_objective`` runs inside the escape with the backbone in place, so objectives that
+    run a reference image through the backbone get normal tensors on the right device.
     """
     pyramid = octaves or OctaveSettings()
     picture = from_bhwc(image)

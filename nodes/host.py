@@ -422,8 +422,8 @@ def add_json_route(path: str, payload: Callable[[], object]) -> None:
 
 
 __all__ = [
-    "register_model_folder", "install_example_inputs", "release_cached_backbones", "release_on_host_unload", "weights_dir", "weight_files", "weight_file", "compute_device",
-    "precision",
+    "register_model_folder", "install_example_inputs", "release_cached_backbones", "release_on_host_unload",
+    "weights_dir", "weight_files", "weight_file", "compute_device", "precision",
     "output_device", "gradients", "make_trainable_copy_if_inference", "cached_backbone", "weights_key", "warn_once", "place",
     "dreaming", "progress", "interrupted", "download_progress", "add_json_route", "clip_vision_backbone", "is_dynamic",
     "clip_text_embedding",
