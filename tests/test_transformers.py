@@ -206,7 +206,7 @@ def test_an_image_target_is_the_embedding_the_host_makes_of_it(clip, clip_backbo
 
 
 def test_guided_dream_without_layers_matches_the_guide_in_clip_space(pack, fake_host, clip_backbone):
-    image = torch.rand(1, 48, 48, 3, generator=torch.Generator().manual_seed(5))
+    image = torch.rand(2, 48, 48, 3, generator=torch.Generator().manual_seed(5))  # a batch of 2, as the host sends
     guide = torch.rand(1, 40, 40, 3, generator=torch.Generator().manual_seed(6)) ** 3
     node, error = pack.NODE_CLASS_MAPPINGS["DD_GuidedDream"](), pack.nodes.clip_nodes.DreamError
     with torch.inference_mode():
@@ -216,8 +216,10 @@ def test_guided_dream_without_layers_matches_the_guide_in_clip_space(pack, fake_
         with pytest.raises(error, match="Deep Dream needs layers .*an objective"):
             pack.NODE_CLASS_MAPPINGS["DD_DeepDream"]().dream(image, clip_backbone, 1, 0.01, 0, 0)
     seen = lambda picture: dc.image_embedding(clip_backbone, picture.movedim(-1, 1), dc.EMBEDDING)  # noqa: E731
-    before, after = (_cos(seen(picture), seen(guide)) for picture in (image, dream))
-    assert 1 - after < 0.5 * (1 - before)  # a random tower's embeddings all lean one way: compare distances
+    assert dream.shape == image.shape
+    for item in range(2):  # a random tower's embeddings all lean one way: compare distances
+        before, after = (_cos(seen(picture[item:item + 1]), seen(guide)) for picture in (image, dream))
+        assert 1 - after < 0.5 * (1 - before), item
 
 
 def test_the_explain_tools_run_on_a_vision_transformer():

@@ -120,3 +120,19 @@ def test_the_optimizer_drivers_score_an_objective_through_its_cutouts_too():
     sizes = seen_sizes(backbone, lambda: dc.optimize([picture], lambda: picture, backbone.extractor(objective.layers),
                                                      objective.through(dc.Cutouts(5, 32)), steps=2, lr=0.01))
     assert set(sizes) == {(32, 32)}
+
+
+@pytest.mark.parametrize("scale", [1.0, 1 / 4096])
+def test_a_gradient_through_cutouts_holds_under_fp16_at_small_scales(scale):
+    """The host's GPUs run CLIP in half precision: through cutouts (many crops, one loss-scaled pass) the
+    fp16 gradient of a small embedding score keeps its direction and does not underflow to zeros."""
+    backbone = dc.backbone_from_clip_vision(ClipVision(seed=4).model, image_size=32)
+    objective = scale * dc.cosine(dc.EMBEDDING, torch.randn(24, generator=torch.Generator().manual_seed(2)))
+    picture, extractor = pictures(1, (48, 40)), backbone.extractor(objective.layers)
+    draw = lambda: dc.Cutouts(6, 32).draw(picture.shape, [torch.Generator().manual_seed(0)])  # noqa: E731
+    full, _ = image_gradient(picture, extractor, objective, view=draw())
+    with torch.autocast("cpu", dtype=torch.float16):
+        half, _ = image_gradient(picture, extractor, objective, autocast=torch.float16, view=draw())
+    assert torch.nn.functional.cosine_similarity(full.flatten(), half.float().flatten(), 0) > 0.99
+    covered = full != 0  # pixels no crop of this step took have no gradient in either precision
+    assert covered.float().mean() > 0.5 and (half[covered] == 0).float().mean() < 0.01
