@@ -121,12 +121,19 @@ def test_the_feature_figure_tool_runs(tmp_path):
     assert output.exists()
 
 
-def test_the_vit_views_tool_runs():
-    """``tools/vit_views.py``, whose measurement the README and ``Backbone.largest_view`` quote, at tiny settings."""
+@pytest.mark.parametrize("tool, expected", [
+    ("vit_views.py", ["2x     interpolated", "2x     native tiles"]),
+    ("clip_cutouts.py", ["2x     whole picture", "2x     native tiles", "2x     2 cutouts"]),
+])
+def test_the_measurement_tools_run(tool, expected):
+    """The tools whose measurements the README quotes (``Backbone.largest_view``'s native tiles, the CLIP
+    cutouts table), at tiny settings."""
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "vit_views.py"), "--train-steps", "2", "--steps", "1",
-                             "--scales", "2", "--seeds", "1"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    extra = ["--cutouts", "2"] if tool == "clip_cutouts.py" else []
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / tool), "--train-steps", "2", "--steps", "1",
+                             "--scales", "2", "--seeds", "1", *extra], capture_output=True, text=True, timeout=300,
+                            cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    assert "2x     interpolated" in result.stdout and "2x     native tiles" in result.stdout
+    assert all(line in result.stdout for line in expected), result.stdout
