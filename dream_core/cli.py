@@ -198,15 +198,8 @@ def pick_device(name: str) -> torch.device:
 
 
 def _backbone(args: argparse.Namespace, **options) -> Backbone:
-    from tqdm import tqdm
-
-    with tqdm(unit="B", unit_scale=True, desc="weights", disable=args.weights != "torchvision", leave=False) as bar:
-        def downloaded(done: int, total: int) -> None:
-            bar.total = total or None
-            bar.update(done - bar.n)
-
-        return load_backbone(args.backbone, args.weights, seed=args.seed, weights_dir=args.weights_dir,
-                             device=pick_device(args.device), progress=downloaded, **options)
+    return load_backbone(args.backbone, args.weights, seed=args.seed, weights_dir=args.weights_dir,
+                         device=pick_device(args.device), **options)
 
 
 @contextmanager

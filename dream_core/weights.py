@@ -7,15 +7,13 @@ failing deep inside ``load_state_dict``.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import http.client
+import os
 import pickle
-import warnings
 import re
 import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -27,7 +25,6 @@ from .errors import WeightsError, check
 __all__ = ["load_backbone", "read_state_dict", "download_weights", "WEIGHT_EXTENSIONS"]
 
 WEIGHT_EXTENSIONS = (".pth", ".pt", ".safetensors", ".bin")
-Progress = Callable[[int, int], None]  # (bytes done, bytes total or 0 when unknown)
 
 
 def load_backbone(
@@ -37,7 +34,6 @@ def load_backbone(
     seed: int = 0,
     weights_dir: str | Path | None = None,
     device: torch.device | str = "cpu",
-    progress: Progress | None = None,
     channels_last: bool = True,
     fuse_batchnorm: bool = True,
     pooling: str = "max",
@@ -52,7 +48,6 @@ def load_backbone(
         seed: seed of the random init; the global RNG is left as it was.
         weights_dir: where ``"torchvision"`` weights are looked for and downloaded to.
         device: where the network lives.
-        progress: download progress callback ``(bytes_done, bytes_total)``.
         channels_last: store the weights NHWC, the faster layout on CPU and GPU for the same result.
         fuse_batchnorm: fold batch norms into the convolutions before them: the same function, about
             12% less time per GoogLeNet step on CPU (see ``dream_core.bench``).
@@ -71,7 +66,7 @@ def load_backbone(
     if weights == "torchvision":
         if weights_dir is None:
             raise WeightsError("weights_dir: say where torchvision weights are kept (and downloaded to).")
-        path = download_weights(spec.weights_url, weights_dir, progress=progress)
+        path = download_weights(spec.weights_url, weights_dir)
     else:
         path = Path(weights)
     with torch.device("meta"):  # no time spent on a random init that the file overwrites
@@ -157,13 +152,14 @@ def default_weights_dir() -> Path:
     return Path(os.environ.get("DEEPDREAM_WEIGHTS", Path.home() / ".cache" / "deepdream-nodes"))
 
 
-def download_weights(url: str, directory: str | Path, *, progress: Progress | None = None,
-                     timeout: float = 30.0) -> Path:
+def download_weights(url: str, directory: str | Path) -> Path:
     """Fetch ``url`` into ``directory`` unless the file is already there, checking its sha256.
 
-    Convention: as in torchvision, the file name carries the first hex digits of the file's sha256
-    (``googlenet-1378be20.pth``); a download whose digest does not start with them is deleted.
-    The file appears under its final name only once complete and verified.
+    The transfer is torch's own (``torch.hub.download_url_to_file``: a progress bar on the console, the file
+    written beside its final name and moved there only once complete, the part deleted on any failure or
+    Ctrl-C). As in torchvision, the file name carries the first hex digits of the file's sha256
+    (``googlenet-1378be20.pth``): they are the hash torch checks, so a truncated or altered download is
+    refused. torch sets no read timeout: a stalled connection waits until the server closes it.
     """
     directory = Path(directory)
     target = directory / url.rsplit("/", 1)[-1]
@@ -173,36 +169,16 @@ def download_weights(url: str, directory: str | Path, *, progress: Progress | No
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise WeightsError(f"weights: cannot create the weights folder {directory} ({error}).") from error
-    partial = target.with_name(target.name + ".part")
-    digest = hashlib.sha256()
-    done = total = 0
+    expected = re.search(r"-([0-9a-f]{6,64})\.", target.name)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0)
-            done = 0
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
-        if total and done != total:
-            raise http.client.IncompleteRead(b"", total - done)
+        torch.hub.download_url_to_file(url, str(target), hash_prefix=expected and expected.group(1))
     except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
-        partial.unlink(missing_ok=True)
-        reason = getattr(error, "reason", None) or (f"interrupted after {done} of {total} bytes" if isinstance(
-            error, http.client.IncompleteRead) else error)
+        reason = getattr(error, "reason", None) or error
         raise WeightsError(
             f"weights: could not download {url} into {directory} ({reason}); nothing was kept. Try again, or "
             f"without a network download it elsewhere and put it at {target}, or choose a weights file.") from None
-    except BaseException:  # Ctrl-C or Cancel mid-download: no half file left behind
-        partial.unlink(missing_ok=True)
-        raise
-    expected = re.search(r"-([0-9a-f]{6,64})\.", target.name)
-    if expected and not digest.hexdigest().startswith(expected.group(1)):
-        partial.unlink(missing_ok=True)
+    except RuntimeError as error:  # torch's "invalid hash value (expected ..., got ...)"
         raise WeightsError(
-            f"weights: checksum mismatch for {url}: sha256 should start with {expected.group(1)}, "
-            f"got {digest.hexdigest()[:len(expected.group(1))]}. The download was deleted; try again.")
-    partial.replace(target)
+            f"weights: checksum mismatch for {url}: sha256 should start with {expected.group(1)} ({error}). "
+            "The download was deleted; try again.") from None
     return target

@@ -64,7 +64,7 @@ class LoadBackbone:
         def build() -> Backbone:
             with host.gradients():  # weights built here are normal tensors, usable by autograd later
                 return load_backbone(backbone, source, seed=seed, weights_dir=host.weights_dir(),
-                                     progress=host.download_progress(), pooling=pooling)
+                                     pooling=pooling)
 
         return (host.cached_backbone((*key, pooling), build),)
 

@@ -389,21 +389,6 @@ def interrupted() -> bool:
     return False
 
 
-def download_progress() -> Callable[[int, int], None] | None:
-    """Weights download -> the host's progress bar (in MB)."""
-    if comfy_utils is None:
-        return None
-    bar = None
-
-    def report(done: int, total: int) -> None:
-        nonlocal bar
-        if total:
-            bar = bar or comfy_utils.ProgressBar(max(1, total >> 20))
-            bar.update_absolute(done >> 20, max(1, total >> 20))
-
-    return report
-
-
 def add_json_route(path: str, payload: Callable[[], object]) -> None:
     """Serve ``payload()`` as JSON at ``GET path`` on ComfyUI's server (for the frontend extension in ``web/``)."""
     try:
@@ -425,6 +410,6 @@ __all__ = [
     "register_model_folder", "install_example_inputs", "release_cached_backbones", "release_on_host_unload",
     "weights_dir", "weight_files", "weight_file", "compute_device", "precision",
     "output_device", "gradients", "make_trainable_copy_if_inference", "cached_backbone", "weights_key", "warn_once", "place",
-    "dreaming", "progress", "interrupted", "download_progress", "add_json_route", "clip_vision_backbone", "is_dynamic",
+    "dreaming", "progress", "interrupted", "add_json_route", "clip_vision_backbone", "is_dynamic",
     "clip_text_embedding",
 ]

@@ -116,15 +116,13 @@ def _serve_state(root, state, name_for_digest):
     return name
 
 
-def test_download_checks_the_digest_and_reports_progress(server, tmp_path):
+def test_download_checks_the_digest_and_keeps_only_the_whole_file(server, tmp_path):
     root, base = server
     state = random_backbone("alexnet", seed=9).model.state_dict()
     name = _serve_state(root, state, lambda digest: f"alexnet-{digest[:8]}.pth")
-    calls = []
-    path = dc.download_weights(f"{base}/{name}", tmp_path / "models", progress=lambda d, t: calls.append((d, t)))
+    path = dc.download_weights(f"{base}/{name}", tmp_path / "models")
     assert path == tmp_path / "models" / name and path.read_bytes() == (root / name).read_bytes()
-    assert calls and calls[-1][0] == calls[-1][1] == path.stat().st_size
-    assert not list((tmp_path / "models").glob("*.part"))
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [name]  # no part file left beside it
     loaded = dc.load_backbone("alexnet", path)
     assert torch.equal(loaded.model.state_dict()["features.0.weight"], state["features.0.weight"])
     # Already there: no second download (the server is not asked again).
@@ -136,6 +134,56 @@ def test_download_checksum_mismatch_deletes_the_file(server, tmp_path):
     root, base = server
     name = _serve_state(root, {"w": torch.ones(3)}, lambda digest: "alexnet-00000000.pth")
     with pytest.raises(dc.WeightsError, match="checksum mismatch.*should start with 00000000"):
+        dc.download_weights(f"{base}/{name}", tmp_path / "models")
+    assert list((tmp_path / "models").iterdir()) == []
+
+
+@pytest.fixture
+def cut_short_server(tmp_path):
+    """Announces a file's full length, sends half of it and closes: a dropped connection."""
+    body = torch.randn(4096).numpy().tobytes()
+    name = f"alexnet-{hashlib.sha256(body).hexdigest()[:8]}.pth"
+
+    class CutShort(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), CutShort)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/{name}"
+    httpd.shutdown()
+
+
+def test_a_download_cut_short_is_refused_and_leaves_nothing(cut_short_server, tmp_path):
+    with pytest.raises(dc.WeightsError, match="could not download|checksum mismatch"):
+        dc.download_weights(cut_short_server, tmp_path / "models")
+    assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_a_download_cancelled_midway_leaves_nothing(server, tmp_path, monkeypatch):
+    """Ctrl-C or the host's Cancel arrives as an exception inside the transfer: no half file stays."""
+    root, base = server
+    name = _serve_state(root, {"w": torch.randn(300_000)}, lambda digest: f"big-{digest[:8]}.pth")
+
+    class Cancelled(Exception):
+        pass
+
+    def cancelled_sha256(*args):
+        class Hash:
+            def update(self, data):
+                raise Cancelled
+
+        return Hash()
+
+    monkeypatch.setattr(hashlib, "sha256", cancelled_sha256)
+    with pytest.raises(Cancelled):
         dc.download_weights(f"{base}/{name}", tmp_path / "models")
     assert list((tmp_path / "models").iterdir()) == []
 
