@@ -39,6 +39,8 @@ from .pyramid import (DETAIL_MODES, OctaveSettings, dream_octaves, gaussian_blur
 from .references import centre_view, guided_objective, image_embedding, reference_activations
 from .style import (INITS, STATISTICS, content_objective, gatys_layers, gram_matrix, mean_covariance, scale_sizes,
                     style_match, style_objective, style_statistic, stylize, stylize_memory)
+from .tasks import (Task, class_visualize_task, classify_task, dream_task, embedding_task, feature_visualize_task,
+                    fool_task, guided_dream_task, invert_task, saliency_task, stylize_task, video_task, zoom_task)
 from .weights import WEIGHT_EXTENSIONS, default_weights_dir, download_weights, load_backbone, read_state_dict
 
 __all__ = [
@@ -46,7 +48,8 @@ __all__ = [
     "INITS", "INPUT", "LBFGS_HISTORY", "LOGITS", "LOSSES", "OPTIMIZERS", "PARAMETERIZATIONS", "POOLINGS",
     "PRECISIONS", "SALIENCY_METHODS", "STATISTICS", "TV_KINDS", "WEIGHT_EXTENSIONS", "Ascent", "Backbone",
     "BackboneSpec", "Cutouts", "DreamCancelled", "EMBEDDING", "Tokens", "DreamError", "FeatureExtractor", "FoolingReport", "FourierImage", "Item",
-    "LayerError", "LayerTerm", "LossScale", "Objective", "OctaveSettings", "Prediction", "Progress", "ShapeError", "TilePolicy",
+    "LayerError", "LayerTerm", "LossScale", "Objective", "OctaveSettings", "Prediction", "Progress", "ShapeError", "Task",
+    "TilePolicy",
     "WeightsError", "ascent_step", "attribution", "attribution_memory", "autocast_dtype", "average_pooling", "backbone_from_clip_vision", "backbone_from_module",
     "backbone_names", "centre_view", "channel", "check_image", "check_tile_size", "colour_match", "class_visualize", "classify", "content",
     "content_objective", "cosine", "deepdream", "deepdream_memory", "direction", "diversity", "download_weights", "default_weights_dir", "dream_octaves", "dream_video",
@@ -59,4 +62,6 @@ __all__ = [
     "saliency_map", "save_image", "scale_sizes", "style_match", "style_objective", "style_statistic", "stylize",
     "stylize_memory", "terms_objective", "to_bhwc", "to_pil", "total_variation", "transformer_layers", "tuned_for", "video_frames",
     "warp", "zoom_frames", "zoom_transform",
+    "class_visualize_task", "classify_task", "dream_task", "embedding_task", "feature_visualize_task", "fool_task",
+    "guided_dream_task", "invert_task", "saliency_task", "stylize_task", "video_task", "zoom_task",
 ]

@@ -179,6 +179,6 @@ def download_weights(url: str, directory: str | Path) -> Path:
             f"without a network download it elsewhere and put it at {target}, or choose a weights file.") from None
     except RuntimeError as error:  # torch's "invalid hash value (expected ..., got ...)"
         raise WeightsError(
-            f"weights: checksum mismatch for {url}: sha256 should start with {expected.group(1)} ({error}). "
-            "The download was deleted; try again.") from None
+            f"weights: checksum mismatch for {url}: sha256 should start with {expected.group(1)} ({error}): the "
+            "download was cut short or altered on the way. It was deleted; try again.") from None
     return target

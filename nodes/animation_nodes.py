@@ -6,8 +6,8 @@ from dataclasses import asdict
 
 import torch
 
-from ..dream_core import (DEFAULT_FLOW, FLOWS, HOLD, Backbone, LayerTerm, Objective, OctaveSettings, deepdream_memory, dream_video,
-                          dream_zoom, from_bhwc, prepare_mask, terms_objective, to_bhwc)
+from ..dream_core import (DEFAULT_FLOW, FLOWS, HOLD, Backbone, LayerTerm, OctaveSettings, from_bhwc, prepare_mask,
+                          terms_objective, to_bhwc, video_task, zoom_task)
 from . import host
 from .dream_nodes import SEED_MAX, precision_input
 
@@ -32,11 +32,6 @@ def _octaves_input() -> dict:
 
 def _dream_settings(octaves: OctaveSettings | None, steps: int, step_size: float, jitter: int) -> dict:
     return {**asdict(octaves or ONE_OCTAVE), "steps": steps, "step_size": step_size, "jitter": jitter}
-
-
-def _memory(size: tuple[int, int], backbone: Backbone, objective: Objective, octaves: OctaveSettings | None) -> int:
-    pyramid = octaves or ONE_OCTAVE
-    return deepdream_memory(size, backbone, objective, octaves=pyramid.octaves, octave_scale=pyramid.octave_scale)
 
 
 class DreamZoom:
@@ -82,13 +77,10 @@ class DreamZoom:
         picture = from_bhwc(image)[:1]
         objective = terms_objective(layers)
         end = None if layers_end is None else terms_objective(layers_end)
-        reads = objective if end is None else objective + end
-        with host.dreaming(backbone, _memory(tuple(picture.shape[-2:]), backbone, reads, octaves)):
-            made = dream_zoom(picture, backbone, objective, frames, zoom=zoom, rotate=rotate, shift=(shift_x, shift_y),
-                              objective_end=end, seed=seed, mask=mask, precision=host.precision(precision),
-                              progress=host.progress(),
-                              cancel=host.interrupted, **_dream_settings(octaves, steps_per_frame, step_size, jitter))
-            return (to_bhwc(made).to(host.output_device()),)
+        task = zoom_task(picture, backbone, objective, frames, zoom=zoom, rotate=rotate, shift=(shift_x, shift_y),
+                         objective_end=end, seed=seed, mask=mask,
+                         **_dream_settings(octaves, steps_per_frame, step_size, jitter))
+        return (to_bhwc(host.run(task, precision)),)
 
 
 class DreamVideo:
@@ -134,9 +126,7 @@ class DreamVideo:
         video = from_bhwc(frames, "frames")
         objective = terms_objective(layers)
         masks = None if mask is None else prepare_mask(mask, video.shape[0], tuple(video.shape[-2:]))[:, 0]
-        with host.dreaming(backbone, _memory(tuple(video.shape[-2:]), backbone, objective, octaves)):
-            made = dream_video(video, backbone, objective, masks=masks, carry=carry, hold=hold, flow=flow,
-                               flow_weights_dir=host.weights_dir(), seed=seed,
-                               precision=host.precision(precision), progress=host.progress(), cancel=host.interrupted,
-                               **_dream_settings(octaves, steps_per_frame, step_size, jitter))
-            return (to_bhwc(made).to(host.output_device()),)
+        task = video_task(video, backbone, objective, masks=masks, carry=carry, hold=hold, flow=flow,
+                          flow_weights_dir=host.weights_dir(), seed=seed,
+                          **_dream_settings(octaves, steps_per_frame, step_size, jitter))
+        return (to_bhwc(host.run(task, precision)),)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..dream_core import (EMBEDDING, Backbone, Cutouts, DreamError, Objective, cosine, from_bhwc, image_embedding,
-                         pass_memory)
+from ..dream_core import EMBEDDING, Backbone, Cutouts, DreamError, Objective, cosine, embedding_task, from_bhwc
 from . import host
 
 CATEGORY = "DeepDream/clip"
@@ -101,9 +100,7 @@ class ClipTarget:
                 terms.append(sign * cosine(EMBEDDING, target))
             if image is not None:
                 guide = from_bhwc(image, "image")[:1]
-                native = backbone.spec.native_size
-                with host.dreaming(backbone, pass_memory((native, native), backbone, [EMBEDDING])):
-                    target = image_embedding(backbone, guide, EMBEDDING, "image")
+                target = host.run(embedding_task(backbone, guide, EMBEDDING, "image"), "fp32")
                 terms.append(weight * cosine(EMBEDDING, target.cpu()))
         if not terms:
             raise DreamError("CLIP Embedding Target: write a prompt (text or negative_text, with clip connected) "

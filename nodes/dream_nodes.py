@@ -6,9 +6,9 @@ from dataclasses import asdict
 
 import torch
 
-from ..dream_core import (DETAIL_MODES, EMBEDDING, GRAD_NORMS, PRECISIONS, Backbone, Cutouts, DreamError, LayerTerm,
-                          Objective, OctaveSettings, check_tile_size, cosine, deepdream, deepdream_memory, from_bhwc,
-                          guided_objective, image_embedding, terms_objective, to_bhwc)
+from ..dream_core import (DETAIL_MODES, GRAD_NORMS, PRECISIONS, Backbone, DreamError, LayerTerm, Objective,
+                          OctaveSettings, check_tile_size, dream_task, from_bhwc, guided_dream_task, terms_objective,
+                          to_bhwc)
 from . import host
 from .catalogue import layer_weights_only, validation
 
@@ -121,9 +121,11 @@ class DeepDream:
               grad_norm: str = "mean_abs", precision: str = "auto",
               objective: Objective | None = None, smoothing: float = 0.0) -> tuple[torch.Tensor]:
         total = Objective.sum(_parts(terms_objective(layers) if layers else None, objective, "Deep Dream"))
-        return run_dream(image, backbone, lambda: total, total.layers, total.views, octaves, mask, invert_mask,
-                         steps=steps, step_size=step_size, jitter=jitter, seed=seed, smoothing=smoothing,
-                         tile_size=tile_size, grad_norm=grad_norm, precision=precision)
+        picture = from_bhwc(image)
+        task = dream_task(picture, backbone, total, **_dream_settings(octaves, mask, invert_mask), steps=steps,
+                          step_size=step_size, jitter=jitter, seed=seed, smoothing=smoothing, tile_size=tile_size,
+                          grad_norm=grad_norm)
+        return (to_bhwc(host.run(task, precision)),)
 
 
 class GuidedDream(DeepDream):
@@ -156,21 +158,11 @@ class GuidedDream(DeepDream):
               invert_mask: bool = False, tile_size: int = 512, grad_norm: str = "mean_abs", precision: str = "auto",
               objective: Objective | None = None) -> tuple[torch.Tensor]:
         guide = from_bhwc(guide_image, "guide_image")[:1]
-        if layers:
-            layers = layer_weights_only(layers, "Guided Dream")
-            own = terms_objective(layers).layers
-            make_guide = lambda: guided_objective(backbone, guide, layers)  # noqa: E731
-        elif EMBEDDING in backbone.spec.layers:  # a CLIP tower: the guide as its host embeds it
-            own = frozenset({EMBEDDING})
-            make_guide = lambda: cosine(  # noqa: E731
-                EMBEDDING, image_embedding(backbone, guide, EMBEDDING, "guide_image"))
-        else:
-            raise DreamError(f"layers: Guided Dream needs the layers at which to match the guide ({backbone.name} has "
-                             "no CLIP image embedding to match it in); connect Select Dream Layer.")
-        reads, views = (own, None) if objective is None else (own | objective.layers, objective.views)
-        return run_dream(image, backbone, lambda: Objective.sum(_parts(make_guide(), objective, "Guided Dream")),
-                         reads, views, octaves, mask, invert_mask, steps=steps, step_size=step_size, jitter=jitter,
-                         seed=seed, tile_size=tile_size, grad_norm=grad_norm, precision=precision)
+        layers = layer_weights_only(layers, "Guided Dream") if layers else None
+        task = guided_dream_task(from_bhwc(image), backbone, guide, layers, objective,
+                                 **_dream_settings(octaves, mask, invert_mask), steps=steps, step_size=step_size,
+                                 jitter=jitter, seed=seed, tile_size=tile_size, grad_norm=grad_norm)
+        return (to_bhwc(host.run(task, precision)),)
 
 
 def _parts(first: Objective | None, objective: Objective | None, node: str) -> list[Objective]:
@@ -181,25 +173,6 @@ def _parts(first: Objective | None, objective: Objective | None, node: str) -> l
     return parts
 
 
-def run_dream(image: torch.Tensor, backbone: Backbone, make_objective, reads: frozenset[str], views: Cutouts | None,
-              octaves: OctaveSettings | None, mask: torch.Tensor | None, invert_mask: bool,
-              **settings) -> tuple[torch.Tensor]:
-    """IMAGE in, IMAGE out: ``deepdream`` on the host's device, inside the grad-mode escape.
-
-    The host is asked for the memory one item needs at the layers the objective ``reads``, seen whole,
-    in tiles or through its ``views`` (cutouts). Items are dreamed one at a time (``batch_size=1``, not
-    the library's automatic batching by free GPU memory): a batched step differs from a lone one by
-    float rounding, so the same prompt would otherwise give another picture when other models are
-    loaded. ``make_objective`` runs inside the escape with the backbone in place, so objectives that
-    run a reference image through the backbone get normal tensors on the right device.
-    """
-    pyramid = octaves or OctaveSettings()
-    picture = from_bhwc(image)
-    memory = deepdream_memory(tuple(picture.shape[-2:]), backbone, reads, octaves=pyramid.octaves,
-                              octave_scale=pyramid.octave_scale, tile_size=settings["tile_size"], views=views)
-    settings["precision"] = host.precision(settings["precision"])
-    with host.dreaming(backbone, memory):
-        dream = deepdream(picture, backbone, make_objective(), **asdict(pyramid), batch_size=1,
-                          mask=None if mask is None else (1.0 - mask if invert_mask else mask),
-                          progress=host.progress(), cancel=host.interrupted, **settings)
-        return (to_bhwc(dream).to(host.output_device()),)
+def _dream_settings(octaves: OctaveSettings | None, mask: torch.Tensor | None, invert_mask: bool) -> dict:
+    """The pyramid (default: 4 octaves of 1.4) and the mask, as ``deepdream`` takes them."""
+    return {**asdict(octaves or OctaveSettings()), "mask": None if mask is None else (1.0 - mask if invert_mask else mask)}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..dream_core import (BASELINES, FOOLING_METHODS, LOGITS, PARAMETERIZATIONS, SALIENCY_METHODS, Backbone, channel,
-                          attribution_memory, class_visualize, classify, feature_visualize, fool, from_bhwc, heatmap,
-                          invert_features, neuron, pass_memory, pixel_l2, saliency_map, to_bhwc)
+                          class_visualize_task, classify_task, feature_visualize_task, fool_task, from_bhwc, heatmap,
+                          invert_task, neuron, pixel_l2, saliency_task, to_bhwc)
 from . import host
 from .catalogue import LAYER_MENU
 from .dream_nodes import SEED_MAX, precision_input
@@ -53,9 +53,7 @@ class Classify:
 
     def classify(self, image: torch.Tensor, backbone: Backbone, top_k: int,
                  precision: str = "auto") -> tuple[str, int]:
-        picture = from_bhwc(image)
-        with host.dreaming(backbone, pass_memory(tuple(picture.shape[-2:]), backbone, {LOGITS})):
-            top = classify(picture, backbone, top_k, host.precision(precision))
+        top = host.run(classify_task(from_bhwc(image), backbone, top_k), precision)
         lines = [f"image {i}: " + ", ".join(f"{p.name} [{p.index}] {p.probability:.1%}" for p in row)
                  for i, row in enumerate(top)]
         return "\n".join(lines), top[0][0].index
@@ -104,15 +102,10 @@ class Saliency:
                 blend: float = 0.5, seed: int = 0, precision: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
         picture = from_bhwc(image)
         layer = None if layer == AUTO else layer
-        memory = attribution_memory(tuple(picture.shape[-2:]), backbone, method, samples, steps)
-        with host.dreaming(backbone, memory):
-            maps = saliency_map(picture, backbone, target, method, samples=samples, noise=noise, steps=steps,
-                                baseline=baseline, layer=layer, seed=seed, precision=host.precision(precision),
-                                progress=host.progress(),
-                                cancel=host.interrupted)
-            coloured = heatmap(picture.to(maps.device), maps, blend)
-        device = host.output_device()
-        return maps[:, 0].to(device), to_bhwc(coloured).to(device)
+        task = saliency_task(picture, backbone, target, method, samples=samples, noise=noise, steps=steps,
+                             baseline=baseline, layer=layer, seed=seed)
+        maps = host.run(task, precision)
+        return maps[:, 0], to_bhwc(heatmap(picture, maps, blend))
 
 
 class ClassVisualize:
@@ -160,18 +153,15 @@ class ClassVisualize:
                   blur_every: int = 10, octaves: int = 1, init_image: torch.Tensor | None = None,
                   parameterization: str = "pixels", precision: str = "auto") -> tuple[torch.Tensor]:
         start = None if init_image is None else from_bhwc(init_image, "init_image")
-        precision = host.precision(precision)
-        with host.dreaming(backbone, pass_memory((height, width), backbone, {LOGITS})):
-            if parameterization == "fft":
-                made = feature_visualize(backbone, channel(LOGITS, target) - l2_weight * pixel_l2(),
-                                         size=(height, width), batch=batch, steps=steps, seed=seed,
-                                         precision=precision, progress=host.progress(), cancel=host.interrupted)
-                return (to_bhwc(made).to(host.output_device()),)
-            made = class_visualize(backbone, target, size=(height, width), batch=batch, steps=steps,
-                                   step_size=step_size, l2_weight=l2_weight, jitter=jitter, blur_sigma=blur_sigma,
-                                   blur_every=blur_every, octaves=octaves, init=start, seed=seed,
-                                   precision=precision, progress=host.progress(), cancel=host.interrupted)
-            return (to_bhwc(made).to(host.output_device()),)
+        if parameterization == "fft":
+            task = feature_visualize_task(backbone, channel(LOGITS, target) - l2_weight * pixel_l2(),
+                                          size=(height, width), batch=batch, steps=steps, seed=seed)
+        else:
+            task = class_visualize_task(backbone, target, size=(height, width), batch=batch, steps=steps,
+                                        step_size=step_size, l2_weight=l2_weight, jitter=jitter,
+                                        blur_sigma=blur_sigma, blur_every=blur_every, octaves=octaves, init=start,
+                                        seed=seed)
+        return (to_bhwc(host.run(task, precision)),)
 
 
 class FoolingImage:
@@ -214,15 +204,12 @@ class FoolingImage:
              step_size: float = 0.002, epsilon: float = EPSILON, magnify: float = 10.0,
              seed: int = 0, precision: str = "auto") -> tuple[torch.Tensor, torch.Tensor, str]:
         picture = from_bhwc(image)
-        with host.dreaming(backbone, pass_memory(tuple(picture.shape[-2:]), backbone, {LOGITS})):
-            fooled, reports = fool(picture, backbone, target, method=method, max_steps=max_steps,
-                                   step_size=step_size, epsilon=epsilon, seed=seed,
-                                   precision=host.precision(precision), progress=host.progress(),
-                                   cancel=host.interrupted)
+        task = fool_task(picture, backbone, target, method=method, max_steps=max_steps, step_size=step_size,
+                         epsilon=epsilon, seed=seed)
+        fooled, reports = host.run(task, precision)
         difference = (0.5 + magnify * (fooled - picture.to(fooled.device))).clamp(0, 1)
-        device = host.output_device()
         report = "\n".join(f"image {i}: {r}" for i, r in enumerate(reports))
-        return to_bhwc(fooled).to(device), to_bhwc(difference).to(device), report
+        return to_bhwc(fooled), to_bhwc(difference), report
 
 
 class FeatureInversion:
@@ -261,14 +248,9 @@ class FeatureInversion:
     def invert(self, image: torch.Tensor, backbone: Backbone, layer: str, steps: int, learning_rate: float,
                seed: int, tv_weight: float = 0.5, l2_weight: float = 0.0, jitter: int = 0,
                precision: str = "auto") -> tuple[torch.Tensor]:
-        picture = from_bhwc(image)
-        layer = backbone.resolve(layer)
-        with host.dreaming(backbone, pass_memory(tuple(picture.shape[-2:]), backbone, {layer})):
-            inverted = invert_features(picture, backbone, layer, steps=steps, learning_rate=learning_rate,
-                                       tv_weight=tv_weight, l2_weight=l2_weight, jitter=jitter, seed=seed,
-                                       precision=host.precision(precision), progress=host.progress(),
-                                       cancel=host.interrupted)
-            return (to_bhwc(inverted).to(host.output_device()),)
+        task = invert_task(from_bhwc(image), backbone, layer, steps=steps, learning_rate=learning_rate,
+                           tv_weight=tv_weight, l2_weight=l2_weight, jitter=jitter, seed=seed)
+        return (to_bhwc(host.run(task, precision)),)
 
 
 TARGETS = ("channel", "neuron", "class")
@@ -323,12 +305,8 @@ class FeatureVisualize:
         name = LOGITS if target == "class" else backbone.resolve(layer)
         objective = neuron(name, index) if target == "neuron" else channel(name, index)
         objective = -objective if negative else objective
-        at_once = batch if diversity else 1  # a diverse batch is optimised together
-        with host.dreaming(backbone, pass_memory((height, width), backbone, {name, backbone.resolve(layer)}, at_once)):
-            made = feature_visualize(backbone, objective, size=(height, width), batch=batch, steps=steps,
-                                     learning_rate=learning_rate, parameterization=parameterization,
-                                     decorrelate=decorrelate, transforms=transforms, seed=seed,
-                                     diversity=diversity, diversity_layer=backbone.resolve(layer),
-                                     precision=host.precision(precision), progress=host.progress(),
-                                     cancel=host.interrupted)
-            return (to_bhwc(made).to(host.output_device()),)
+        task = feature_visualize_task(backbone, objective, size=(height, width), batch=batch, steps=steps,
+                                      learning_rate=learning_rate, parameterization=parameterization,
+                                      decorrelate=decorrelate, transforms=transforms, seed=seed,
+                                      diversity=diversity, diversity_layer=backbone.resolve(layer))
+        return (to_bhwc(host.run(task, precision)),)

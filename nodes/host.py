@@ -3,9 +3,10 @@
 Everything here has a plain fallback, so the nodes (and their tests) run without the host:
 CPU device, no progress bar, no interrupt, weights in ``$DEEPDREAM_WEIGHTS`` or ``~/.cache/deepdream-nodes``.
 
-GPU memory follows ComfyUI's model management: a backbone is handed to it as a ``ModelPatcher``
-(as core's CLIP vision loader does), loaded with ``load_models_gpu`` asking only for the working set
-the run needs (its driver's entry in ``dream_core.memory``), and then left on the GPU between runs. When
+Every node hands its library work to :func:`run` as a ``dream_core`` task: the one place that does device,
+memory, precision, progress, Cancel and output placement. GPU memory follows ComfyUI's model management:
+a backbone is handed to it as a ``ModelPatcher`` (as core's CLIP vision loader does), loaded with
+``load_models_gpu`` asking only for the task's working set, and then left on the GPU between runs. When
 ComfyUI needs the memory for another model it offloads the backbone to the CPU itself; the next
 dream loads it back. Loaded backbones are kept in a small module-level cache (see :func:`cached_backbone`).
 """
@@ -20,11 +21,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
-from ..dream_core import (WEIGHT_EXTENSIONS, Backbone, DreamError, Progress, WeightsError, backbone_from_clip_vision,
-                         default_weights_dir, to_pil)
+from ..dream_core import (WEIGHT_EXTENSIONS, Backbone, DreamError, Progress, Task, WeightsError,
+                          backbone_from_clip_vision, default_weights_dir, to_pil)
 
 try:  # inside ComfyUI
     import comfy.model_management as model_management
@@ -38,6 +40,7 @@ except ImportError:
     ModelPatcher = None
 
 log = logging.getLogger("DeepDreamNodes")
+T = TypeVar("T")
 
 MODEL_FOLDER = "deepdream"
 FALLBACK_WEIGHTS_DIR = default_weights_dir()
@@ -107,7 +110,7 @@ def compute_device() -> torch.device:
     return model_management.get_torch_device() if model_management is not None else torch.device("cpu")
 
 
-def precision(choice: str) -> str:
+def resolve_precision(choice: str) -> str:
     """A node's ``precision`` for ``dream_core``: ``auto`` becomes what ComfyUI picks for an image model
     on its device (its VAE rule: bf16 where the device has it, else fp16 where that works, else fp32;
     ``--force-fp32`` and the VAE precision flags respected); any other choice is kept."""
@@ -280,18 +283,6 @@ def place(backbone: Backbone, device: torch.device, memory: int) -> None:
         backbone.computes_on = device
 
 
-@contextmanager
-def dreaming(backbone: Backbone, memory: int) -> Iterator[None]:
-    """Everything a node needs around work with gradients: the grad-mode escape, the backbone on the
-    host's device with ``memory`` bytes of room for the work, and weights that autograd may save (a
-    dynamic patcher's weights are left alone: they are cast into new tensors at every call)."""
-    with gradients():
-        place(backbone, compute_device(), memory)
-        if not is_dynamic(_patchers.get(backbone)):
-            make_trainable_copy_if_inference(backbone)
-        yield
-
-
 def _pooling_encoder(model):
     """The text encoder whose pooled output a host CLIP returns: the one of a single-encoder CLIP (SD1.x,
     SD2.x, SDXL refiner: ``model.clip`` names it), SDXL's ``clip_g``, Flux's ``clip_l``; None if unknown."""
@@ -389,6 +380,28 @@ def interrupted() -> bool:
     return False
 
 
+def run(task: Task[T], precision: str) -> T:
+    """Run a library task as every node does (see :mod:`dream_core.tasks`): out of the host's inference mode
+    with gradients on, the backbone on the compute device with the task's working set free (ComfyUI unloads
+    other models only as far as that needs), weights that autograd may save (a dynamic patcher's are left
+    alone: they are cast into new tensors at every call), the precision ComfyUI would pick, its progress bar
+    with previews, and Cancel. The result's tensors come back on the host's output device."""
+    with gradients():
+        place(task.backbone, compute_device(), task.memory)
+        if not is_dynamic(_patchers.get(task.backbone)):
+            make_trainable_copy_if_inference(task.backbone)
+        result = task.run(precision=resolve_precision(precision), progress=progress(), cancel=interrupted)
+    return _on_output_device(result)
+
+
+def _on_output_device(result):
+    if isinstance(result, torch.Tensor):
+        return result.to(output_device())
+    if isinstance(result, tuple):
+        return tuple(_on_output_device(part) for part in result)
+    return result
+
+
 def add_json_route(path: str, payload: Callable[[], object]) -> None:
     """Serve ``payload()`` as JSON at ``GET path`` on ComfyUI's server (for the frontend extension in ``web/``)."""
     try:
@@ -408,8 +421,8 @@ def add_json_route(path: str, payload: Callable[[], object]) -> None:
 
 __all__ = [
     "register_model_folder", "install_example_inputs", "release_cached_backbones", "release_on_host_unload",
-    "weights_dir", "weight_files", "weight_file", "compute_device", "precision",
+    "weights_dir", "weight_files", "weight_file", "compute_device", "resolve_precision",
     "output_device", "gradients", "make_trainable_copy_if_inference", "cached_backbone", "weights_key", "warn_once", "place",
-    "dreaming", "progress", "interrupted", "add_json_route", "clip_vision_backbone", "is_dynamic",
+    "run", "progress", "interrupted", "add_json_route", "clip_vision_backbone", "is_dynamic",
     "clip_text_embedding",
 ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..dream_core import (INITS, OPTIMIZERS, STATISTICS, TV_KINDS, Backbone, DreamError, LayerTerm,
-                          Objective, content_objective, from_bhwc, gatys_layers, style_objective, stylize,
-                          stylize_memory, to_bhwc, total_variation)
+                          Objective, content_objective, from_bhwc, gatys_layers, style_objective, stylize_task,
+                          to_bhwc, total_variation)
 from . import host
 from .catalogue import LAYER_MENU, check_layer_channel, layer_weights_only, validation
 from .dream_nodes import SEED_MAX, precision_input
@@ -224,10 +224,7 @@ class StyleTransfer:
         content = from_bhwc(content_image, "content_image")
         start = from_bhwc(init_image, "init_image") if init == INIT_IMAGE else init
         layer = None if content_layer == AUTO else content_layer
-        memory = stylize_memory(tuple(content.shape[-2:]), backbone, style, optimizer, layer)
-        with host.dreaming(backbone, memory):
-            result = stylize(content, backbone, style, content_weight=content_weight, content_layer=layer,
-                             tv_weight=tv_weight, steps=steps, optimizer=optimizer, learning_rate=learning_rate,
-                             scales=scales, init=start, seed=seed, original_colors=original_colors, ema=ema,
-                             mask=mask, precision=host.precision(precision), progress=host.progress(), cancel=host.interrupted)
-            return (to_bhwc(result).to(host.output_device()),)
+        task = stylize_task(content, backbone, style, content_weight=content_weight, content_layer=layer,
+                            tv_weight=tv_weight, steps=steps, optimizer=optimizer, learning_rate=learning_rate,
+                            scales=scales, init=start, seed=seed, original_colors=original_colors, ema=ema, mask=mask)
+        return (to_bhwc(host.run(task, precision)),)

@@ -111,8 +111,8 @@ def test_a_dynamic_patchers_weights_are_left_alone_and_the_dream_computes_on_the
     clip.patcher = Patcher(clip.model, "cuda:0", dynamic=True)
     backbone = host.clip_vision_backbone(clip)
     before = [id(p) for p in clip.model.parameters()]
-    with host.dreaming(backbone, 1234):
-        assert backbone.device == torch.device("cuda", 0)
+    device = host.run(host.Task(backbone, 1234, lambda **_: backbone.device), "fp32")
+    assert device == torch.device("cuda", 0)
     (patchers, memory, full), = gpu_host.loads
     assert patchers == [clip.patcher] and memory == 1234 and full is False
     assert [id(p) for p in clip.model.parameters()] == before
@@ -127,8 +127,7 @@ def test_a_tower_the_host_loads_to_the_cpu_is_moved_to_the_compute_device_and_sa
     clip.patcher = Patcher(clip.model, "cpu")
     backbone = host.clip_vision_backbone(clip)
     for _ in range(2):
-        with host.dreaming(backbone, 10):
-            pass
+        host.run(host.Task(backbone, 10, lambda **_: None), "fp32")
     for patchers, _, full in gpu_host.loads:
         assert patchers[0] is not clip.patcher and patchers[0].load_device == torch.device("cuda", 0) and full
     assert sum("dreaming moves it to cuda:0" in r.message for r in caplog.records) <= 1

@@ -600,8 +600,9 @@ def test_the_dream_nodes_dream_one_item_at_a_time_whatever_memory_is_free(pack, 
     assert dc.dream._chunk_size(0, 4, types.SimpleNamespace(device=torch.device("cuda")), dc.l2("relu1"), None,
                                 lambda: 1 << 20) == 4  # the library's automatic choice follows free memory
     calls = []
-    real = pack.nodes.dream_nodes.deepdream
-    monkeypatch.setattr(pack.nodes.dream_nodes, "deepdream", lambda *a, **k: calls.append(k) or real(*a, **k))
+    tasks = sys.modules[pack.__name__ + ".dream_core.tasks"]  # where the nodes' tasks call the driver
+    real = tasks.deepdream
+    monkeypatch.setattr(tasks, "deepdream", lambda *a, **k: calls.append(k) or real(*a, **k))
     layers, = pack.NODE_CLASS_MAPPINGS["DD_SelectLayer"]().select(random_backbone("alexnet"), "relu1", 1.0, -1, "l2")
     image = torch.rand(2, 40, 40, 3, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():

@@ -1,5 +1,7 @@
 """Half precision that never underflows (fp16 autocast emulated on the CPU), and precision chosen like the host."""
 
+import sys
+
 import pytest
 import torch
 
@@ -184,13 +186,14 @@ def test_nodes_ask_the_host_what_auto_means(pack, fake_host, monkeypatch):
 
     monkeypatch.setattr(pack.nodes.host.model_management, "vae_dtype", vae_dtype, raising=False)
     host = pack.nodes.host
-    assert host.precision("auto") == "fp16" and host.precision("fp32") == "fp32"
+    assert host.resolve_precision("auto") == "fp16" and host.resolve_precision("fp32") == "fp32"
     assert asked == [(torch.device("cpu"), [torch.bfloat16, torch.float16])]
     for answer, name in ((torch.bfloat16, "bf16"), (torch.float32, "fp32")):
         monkeypatch.setattr(pack.nodes.host.model_management, "vae_dtype", lambda device=None, allowed_dtypes=(), a=answer: a)
-        assert host.precision("auto") == name
+        assert host.resolve_precision("auto") == name
     seen = []
-    monkeypatch.setattr(pack.nodes.explain_nodes, "classify", lambda picture, net, k, precision: seen.append(precision)
+    tasks = sys.modules[pack.__name__ + ".dream_core.tasks"]
+    monkeypatch.setattr(tasks, "classify", lambda picture, net, k, precision: seen.append(precision)
                         or [[dc.Prediction(0, "x", 1.0)]])
     pack.NODE_CLASS_MAPPINGS["DD_Classify"]().classify(torch.rand(1, 64, 64, 3), random_backbone("alexnet"), 1)
     assert seen == ["fp32"]
