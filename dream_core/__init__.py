@@ -25,7 +25,8 @@ from .explain import (ATTRIBUTION_CHUNK, BASELINES, FOOLING_METHODS, SALIENCY_ME
                       class_visualize, classify, fool, heatmap, invert_features, logits, psnr, saliency_map)
 from .features import INPUT, FeatureExtractor
 from .images import check_image, from_bhwc, keep_colors, load_image, prepare_mask, save_image, to_bhwc, to_pil
-from .loop import (LBFGS_HISTORY, OPTIMIZERS, Ascent, Item, Progress, TilePolicy, for_each_item, item_generator, optimize,
+from .optimizers import LBFGS_HISTORY, OPTIMIZERS, optimize
+from .loop import (Ascent, Item, Progress, TilePolicy, for_each_item, item_generator,
                    tuned_for)
 from .memory import pass_memory
 from .transformers import EMBEDDING, Tokens, transformer_layers

@@ -18,9 +18,10 @@ from torch import Tensor
 from .backbones import LOGITS, Backbone
 from .errors import check
 from .images import check_image
-from .loop import Cancel, Item, Progress, ProgressFn, for_each_item, optimize
+from .loop import Cancel, Item, Progress, ProgressFn, for_each_item
 from .objectives import Objective
 from .objectives import diversity as diversity_of
+from .optimizers import optimize
 from .precision import autocast_dtype
 from .transformers import EMBEDDING
 

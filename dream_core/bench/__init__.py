@@ -46,7 +46,7 @@ from ..ascent import ascent_step, random_shift
 from ..backbones import Backbone, get_spec
 from ..dream import deepdream
 from ..images import to_pil
-from ..loop import optimize
+from ..optimizers import optimize
 from ..objectives import LayerTerm, l2, total_variation
 from ..pyramid import octave_sizes
 from ..style import content_objective, gatys_layers, style_objective

@@ -18,10 +18,10 @@ from torch import Tensor
 from ..backbones import Backbone
 from ..errors import DreamError, check
 from ..images import check_image, keep_colors, prepare_mask
-from ..loop import (LBFGS_HISTORY, OPTIMIZERS, Cancel, Item, Progress, ProgressFn, autocast_dtype, for_each_item,
-                   optimize)
+from ..loop import Cancel, Item, Progress, ProgressFn, autocast_dtype, for_each_item
 from ..memory import pass_memory
 from ..objectives import TV_KINDS, Objective, total_variation
+from ..optimizers import LBFGS_HISTORY, OPTIMIZERS, optimize
 from ..pyramid import octave_sizes, resize
 from .losses import content_objective
 
