@@ -31,7 +31,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     the nodes ask the host instead (``comfy.model_management``), as it chooses for its own models.
     On CPUs bf16 and fp16 are opt-in: bf16 roughly halves a step where the CPU has native bf16
     (AVX512-BF16, AMX) but is several times slower without it, and it changes the picture (see
-    ``dream_core.bench``). The gradient's normalisation and the update always stay float32.
+    ``dream_bench``). The gradient's normalisation and the update always stay float32.
 
     Example:
         >>> autocast_dtype("auto", torch.device("cpu")) is None

@@ -50,7 +50,7 @@ def load_backbone(
         device: where the network lives.
         channels_last: store the weights NHWC, the faster layout on CPU and GPU for the same result.
         fuse_batchnorm: fold batch norms into the convolutions before them: the same function, about
-            12% less time per GoogLeNet step on CPU (see ``dream_core.bench``).
+            12% less time per GoogLeNet step on CPU (see ``dream_bench``).
         pooling: ``"max"`` as trained, or ``"avg"``: rescaled average pooling, the smoother choice
             for style transfer with VGG (see :func:`dream_core.backbones.average_pooling`).
     """

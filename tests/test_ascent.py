@@ -4,7 +4,7 @@ import torch
 import dream_core as dc
 from conftest import ROOT
 from dream_core.ascent import ascent_step
-from dream_core.bench import high_frequency_share
+from dream_bench import high_frequency_share
 
 
 def test_normalize_gradient_per_item():

@@ -8,8 +8,8 @@ import torch
 
 import dream_core as dc
 from conftest import ROOT, random_backbone
-from dream_core.bench import floor_pass
-from dream_core.bench.naive import NaiveDreamer
+from dream_bench import floor_pass
+from dream_bench.naive import NaiveDreamer
 
 KEYS = {"case", "backbone", "layer", "size", "device", "floor_ms", "step_ms", "ratio_floor", "naive_ms",
         "speedup_vs_naive", "fast_floor_ms", "fast_ms", "ratio_fast", "peak_mem_mb"}
@@ -17,7 +17,7 @@ KEYS = {"case", "backbone", "layer", "size", "device", "floor_ms", "step_ms", "r
 
 def test_quick_json_mode_emits_every_key_for_a_tiny_case():
     result = subprocess.run(
-        [sys.executable, "-m", "dream_core.bench", "--quick", "--json", "--backbones", "googlenet",
+        [sys.executable, "-m", "dream_bench", "--quick", "--json", "--backbones", "googlenet",
          "--sizes", "64", "--repeats", "1"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]

@@ -50,7 +50,7 @@ def _cli_commands(text):
     """Every ``python -m dream_core dream|style ...`` line of the README's bash blocks (not synopses)."""
     lines = [line for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S) for line in block.splitlines()]
     return [line.split("python -m dream_core ", 1)[1] for line in lines
-            if "python -m dream_core " in line and "[" not in line and "python -m dream_core.bench" not in line]
+            if "python -m dream_core " in line and "[" not in line and "python -m dream_bench" not in line]
 
 
 README_COMMANDS = _cli_commands((ROOT / "README.md").read_text())

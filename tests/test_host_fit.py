@@ -110,16 +110,18 @@ def test_style_weights_mean_the_same_in_the_cli_and_the_nodes(tmp_path, monkeypa
 
 
 def test_a_plain_install_ships_every_subpackage():
-    """A non-editable `pip install .` packs what pyproject's package search finds: it must find
-    dream_core.bench (``packages = ["dream_core"]`` left it out, and `python -m dream_core.bench` failed)."""
+    """A non-editable `pip install .` packs what pyproject's package search finds: every subpackage of
+    dream_core and the benchmark (``packages = ["dream_core"]`` once left a subpackage out, and its
+    `python -m` failed)."""
     import tomllib
 
     from setuptools import find_packages
 
     found = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
     packages = set(find_packages(str(ROOT), include=found["include"]))
-    on_disk = {str(p.parent.relative_to(ROOT)).replace("/", ".") for p in (ROOT / "dream_core").rglob("__init__.py")}
-    assert packages == on_disk and "dream_core.bench" in packages
+    on_disk = {str(p.parent.relative_to(ROOT)).replace("/", ".")
+               for top in ("dream_core", "dream_bench") for p in (ROOT / top).rglob("__init__.py")}
+    assert packages == on_disk and {"dream_bench", "dream_core.backbones", "dream_core.explain"} <= packages
 
 
 def test_registry_table_has_a_real_icon():

@@ -41,7 +41,7 @@ def test_the_archive_holds_what_runs_in_comfyui_and_nothing_else():
     for needed in ["__init__.py", "nodes/host.py", "dream_core/dream.py", "web/layer_menus.js", "requirements.txt",
                    "pyproject.toml", "example_workflows/deepdream_basic.json", "assets/example.jpg", "LICENSE"]:
         assert needed in files, needed
-    for left_out in ["tests/", "tools/", ".ci/", "dream_core/bench/", "docs/"]:
+    for left_out in ["tests/", "tools/", ".ci/", "dream_bench/", "docs/"]:
         assert not any(path.startswith(left_out) for path in files), left_out
 
 

@@ -78,7 +78,7 @@ class Backbone:
         """Move the network and/or change its memory layout, in place; returns self.
 
         ``torch.channels_last`` runs the convolutions in NHWC, which on CPU and on tensor-core GPUs
-        takes 0.67x to 1.0x of the contiguous time for the same result (see ``dream_core.bench``).
+        takes 0.67x to 1.0x of the contiguous time for the same result (see ``dream_bench``).
         Extractors handed out before stay valid: they share the moved modules.
         """
         device = self.device if device is None else torch.device(device)

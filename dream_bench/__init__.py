@@ -1,4 +1,4 @@
-"""``python -m dream_core.bench``: how close a dream step is to the forward-backward floor, and how far ahead.
+"""``python -m dream_bench``: how close a dream step is to the forward-backward floor, and how far ahead.
 
 For each case (backbone, layer, size) it measures, in one process on the same model and input:
 
@@ -42,15 +42,15 @@ from pathlib import Path
 
 import torch
 
-from ..ascent import ascent_step, random_shift
-from ..backbones import Backbone, get_spec
-from ..dream import deepdream
-from ..images import to_pil
-from ..optimizers import optimize
-from ..objectives import LayerTerm, l2, total_variation
-from ..pyramid import octave_sizes
-from ..style import content_objective, gatys_layers, style_objective
-from ..weights import load_backbone
+from dream_core.ascent import ascent_step, random_shift
+from dream_core.backbones import Backbone, get_spec
+from dream_core.dream import deepdream
+from dream_core.images import to_pil
+from dream_core.optimizers import optimize
+from dream_core.objectives import LayerTerm, l2, total_variation
+from dream_core.pyramid import octave_sizes
+from dream_core.style import content_objective, gatys_layers, style_objective
+from dream_core.weights import load_backbone
 from .naive import NaiveDreamer
 
 CASES = [("googlenet", "inception4c"), ("vgg16", "relu4_3"), ("resnet50", "layer3"), ("inception_v3", "Mixed_6b")]
@@ -278,7 +278,7 @@ def probe_memory(mode: str, name: str, layer: str, size: int, device: torch.devi
     the resident-set peak follows live tensors rather than heap fragmentation; without it, the peak
     is what a user sees.
     """
-    command = [sys.executable, "-m", "dream_core.bench", "--probe", mode, name, layer, str(size), str(device)]
+    command = [sys.executable, "-m", "dream_bench", "--probe", mode, name, layer, str(size), str(device)]
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"} if tuning else dict(os.environ)
     result = subprocess.run(command, capture_output=True, text=True, check=True,
                             cwd=Path(__file__).resolve().parents[2], env=env)
@@ -343,7 +343,7 @@ def _format(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dream_core.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m dream_bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="224 px cases only, no full dreams (under 2 min on 2 cores)")
     parser.add_argument("--json", action="store_true", help="one JSON object per case instead of a table")

@@ -13,8 +13,8 @@ import copy
 import numpy as np
 import torch
 
-from ..backbones import Backbone
-from ..pyramid import dream_octaves, octave_sizes
+from dream_core.backbones import Backbone
+from dream_core.pyramid import dream_octaves, octave_sizes
 
 
 class NaiveDreamer:
