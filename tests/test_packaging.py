@@ -64,3 +64,10 @@ def test_the_scan_would_see_each_flagged_pattern():
     for kind, example in examples.items():
         assert FLAGGED[kind].search(example), kind
     assert not any(pattern.search("model.eval().requires_grad_(False)") for pattern in FLAGGED.values())
+
+
+def test_no_library_module_is_over_450_lines():
+    """The house rule: a module that outgrows 450 lines is split by what it holds (backbones/, explain/)."""
+    long = [f"{path.relative_to(ROOT)}: {lines}" for path in sorted((ROOT / "dream_core").rglob("*.py"))
+            if (lines := len(path.read_text().splitlines())) > 450]
+    assert not long, long
