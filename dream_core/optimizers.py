@@ -105,8 +105,7 @@ def optimize(
                     scores = objective(extractor(seen)).float()
                 loss = -(scores if objective.views is None else scores.view(image.shape[0], -1).mean(1)).sum()
                 skipped = not bool(torch.isfinite(loss))
-                if skipped:  # the forward pass failed: no step, and no NaN for L-BFGS
-                    loss_scale.overflowed = True
+                if skipped:  # the forward pass failed (no scale cures that): no step, no NaN for L-BFGS, scale as it was
                     for p in parameters:
                         p.grad = torch.zeros_like(p)
                     loss = last_finite

@@ -97,6 +97,34 @@ def test_the_scale_cannot_collapse_on_a_pass_that_no_scale_cures():
     assert torch.isfinite(gradient).all()
 
 
+def test_a_pass_without_a_finite_score_neither_halves_the_scale_nor_restarts_its_growth(shapes_net, monkeypatch):
+    """Growth counts clean steps; a skipped pass (non-finite score) is no overflow of the scale, in the
+    ascent's LossScale.gradients and in optimize alike (the one-line bug: optimize marking it overflowed)."""
+    leaf = torch.ones(4, requires_grad=True)
+    scale = dc.LossScale(FP16, growth_interval=2)
+    scale.gradients(lambda: leaf * 2, [leaf], leaf.device)
+    scale.end_step()
+    scale.gradients(lambda: leaf * float("inf"), [leaf], leaf.device)
+    scale.end_step()
+    assert scale.scale == 2.0**17  # two steps without overflow: doubled
+
+    seen = []
+
+    class Recording(dc.LossScale):
+        def end_step(self):
+            seen.append(self.overflowed)
+            super().end_step()
+
+    import dream_core.optimizers as optimizers
+
+    monkeypatch.setattr(optimizers, "LossScale", Recording)
+    objective = dc.Objective(lambda acts: acts["relu2"].mean((1, 2, 3)) * float("nan"), ["relu2"], "nan")
+    picture = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    dc.optimize([picture], lambda: picture, shapes_net.extractor(["relu2"]), objective, steps=3, lr=0.01,
+                autocast=FP16)
+    assert seen == [False, False, False]
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_a_pass_without_a_finite_loss_leaves_the_optimizer_parameters_finite(shapes_net, optimizer):
     """Every third pass of this objective is NaN: L-BFGS must never be handed a NaN loss, Adam must not
