@@ -41,7 +41,8 @@ from .references import centre_view, guided_objective, image_embedding, referenc
 from .style import (INITS, STATISTICS, content_objective, gatys_layers, gram_matrix, mean_covariance, scale_sizes,
                     style_match, style_objective, style_statistic, stylize, stylize_memory)
 from .tasks import (Task, class_visualize_task, classify_task, dream_task, embedding_task, feature_visualize_task,
-                    fool_task, guided_dream_task, invert_task, saliency_task, stylize_task, video_task, zoom_task)
+                    fool_task, guided_dream_task, invert_task, saliency_task, stylize_task, video_file_task, video_task,
+                    zoom_task)
 from .weights import WEIGHT_EXTENSIONS, default_weights_dir, download_weights, load_backbone, read_state_dict
 
 __all__ = [
@@ -64,5 +65,5 @@ __all__ = [
     "stylize_memory", "terms_objective", "to_bhwc", "to_pil", "total_variation", "transformer_layers", "tuned_for", "video_frames",
     "warp", "zoom_frames", "zoom_transform",
     "class_visualize_task", "classify_task", "dream_task", "embedding_task", "feature_visualize_task", "fool_task",
-    "guided_dream_task", "invert_task", "saliency_task", "stylize_task", "video_task", "zoom_task",
+    "guided_dream_task", "invert_task", "saliency_task", "stylize_task", "video_file_task", "video_task", "zoom_task",
 ]

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from .backbones import Backbone
 from .errors import DreamError, check
-from .images import check_image, prepare_mask
+from .images import check_image, eight_bit, prepare_mask
 from .loop import Cancel, Progress, ProgressFn
 from .objectives import Objective
 
@@ -282,7 +282,8 @@ def video_frames(frames: Iterable[Tensor], backbone: Backbone, objective: Object
         part = job.part(index, total) if total else job.part(0, 1)
         dream = deepdream(start, backbone, objective, seed=seed + index, mask=mask, progress=part, cancel=cancel,
                           **dream_options)
-        last_source, last_dream = source, dream.to(device)
+        # Carried as a frame file holds it: a resumed run carries on from exactly what an uninterrupted one did.
+        last_source, last_dream = source, eight_bit(dream.to(device))
         yield dream.to(frame.device)
 
 

@@ -16,7 +16,8 @@ from torch import Tensor
 from .errors import DreamError, ShapeError
 from .pyramid import resize
 
-__all__ = ["check_image", "prepare_mask", "from_bhwc", "to_bhwc", "load_image", "save_image", "to_pil", "keep_colors"]
+__all__ = ["check_image", "prepare_mask", "from_bhwc", "to_bhwc", "load_image", "save_image", "to_pil", "keep_colors",
+           "eight_bit"]
 
 
 def check_image(image: object, name: str = "image") -> Tensor:
@@ -165,6 +166,12 @@ def to_pil(image: Tensor, longest: int | None = None):
         image = torch.nn.functional.interpolate(image.unsqueeze(0).float(), size=size, mode="area")[0]
     pixels = image.float().clamp(0, 1).mul(255).add_(0.5).to(torch.uint8)  # rounded; only 8 bits leave the device
     return Image.fromarray(pixels.movedim(0, -1).cpu().numpy())
+
+
+def eight_bit(image: Tensor) -> Tensor:
+    """``image`` as an 8-bit file holds it: rounded as :func:`to_pil` rounds, read back as :func:`load_image`
+    reads (the same float32 bits)."""
+    return image.float().clamp(0, 1).mul(255).add_(0.5).to(torch.uint8).float() / 255
 
 
 def save_image(image: Tensor, path: str | Path) -> Path:

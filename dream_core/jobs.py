@@ -28,11 +28,13 @@ from .distributed import Shard
 from .dream import deepdream
 from .errors import DreamError
 from .images import load_image
-from .media import count_frames, frame_path, read_frames, save_frame, save_frame_as
+from .loop import Cancel, Progress, ProgressFn
+from .media import VideoSource, count_frames, frame_path, read_frames, save_frame, save_frame_as, video_rate, write_movie
 from .objectives import Objective
 from .pyramid import resize_longer_side
 
-__all__ = ["read_picture", "picture_names", "dream_pictures", "video_length", "VideoShare", "dream_video_share"]
+__all__ = ["read_picture", "picture_names", "dream_pictures", "video_length", "VideoShare", "dream_video_share",
+           "dream_video_file"]
 
 Written = Callable[[], None]
 """``on_written()``: called after each frame this process writes (e.g. to move a progress bar)."""
@@ -67,7 +69,7 @@ def dream_pictures(paths: Sequence[Path], folder: Path, backbone: Backbone, obje
             on_written()
 
 
-def video_length(source: Path, shard: Shard | None = None) -> int:
+def video_length(source: VideoSource, shard: Shard | None = None) -> int:
     """The number of frames of ``source`` (a video file or a folder of frames). A file that does not
     say is decoded once to count, except in a sharded job, which needs the count to split the work."""
     total = count_frames(source)
@@ -108,7 +110,7 @@ class VideoShare:
         return self.chunk.start < self.resume < self.chunk.stop
 
 
-def dream_video_share(source: Path, folder: Path, backbone: Backbone, objective: Objective, share: VideoShare, *,
+def dream_video_share(source: VideoSource, folder: Path, backbone: Backbone, objective: Objective, share: VideoShare, *,
                       size: int = 0, seed: int = 0, on_written: Written | None = None, **options) -> None:
     """Dream ``share`` of the video ``source`` into ``folder`` (``frame_path`` names), frames streamed in
     and out. The dream of frame ``begin`` is seeded ``seed + begin`` (so a chunk whose warm-up reaches
@@ -129,3 +131,27 @@ def dream_video_share(source: Path, folder: Path, backbone: Backbone, objective:
             save_frame(dream, folder, index)
             if on_written is not None:
                 on_written()
+
+
+def dream_video_file(source: VideoSource, output: Path, folder: Path, backbone: Backbone, objective: Objective, *,
+                     fps: float | None = None, seed: int = 0, progress: Progress | ProgressFn | None = None,
+                     cancel: Cancel | None = None, **options) -> Path:
+    """Dream the video ``source`` into the MP4 ``output`` with its sound and frame rate (or ``fps``), in
+    memory that does not grow with its length: frames are decoded, dreamed and written to ``folder`` one
+    at a time, and the movie is encoded from there. ``folder`` is the run's state: run again after a
+    Cancel or a crash, it continues after the last frame written. One ``progress`` spans the whole
+    clip (frames done before count as done). ``options`` go to :func:`~dream_core.video_frames`.
+    """
+    total = video_length(source)
+    share = VideoShare.of(folder, total)
+    if share.begin < total:
+        job = Progress.of(progress).part(share.begin, total, total - share.begin)
+        dream_video_share(source, folder, backbone, objective, share, seed=seed, progress=job, cancel=cancel,
+                          total=total - share.begin, **options)
+    rate = fps or video_rate(source)
+    if rate is None:
+        raise DreamError("fps: the video does not say its frame rate; give fps.")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.stem}.partial{output.suffix}")
+    write_movie(folder, total, partial, rate, sound_from=source)
+    return partial.replace(output)

@@ -1,13 +1,18 @@
-"""Frames in and out for the CLI's animations: folders of images, GIF (Pillow), MP4 (PyAV), one frame at a time.
+"""Frames in and out for the animations: folders of images, GIF (Pillow), MP4 (PyAV), one frame at a time.
 
 A run writes its frames into a folder as it goes (``frame_00000.png``, ...), so it can be resumed and
-never holds the whole animation in memory; the movie is assembled from that folder at the end.
+never holds the whole animation in memory; the movie is assembled from that folder at the end, with
+the source's sound carried over. A video source is a path, or an open binary file (what a host's
+video object streams from).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
+from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO, Union
 
 import numpy as np
 import torch
@@ -17,8 +22,11 @@ from .errors import DreamError
 from .images import load_image, save_image, to_pil
 from .pyramid import resize_longer_side
 
-__all__ = ["read_frames", "count_frames", "frame_folder", "written_frames", "frame_path", "save_frame", "save_frame_as", "write_movie",
-           "MOVIE_SUFFIXES", "IMAGE_SUFFIXES"]
+__all__ = ["read_frames", "count_frames", "frame_folder", "written_frames", "frame_path", "save_frame", "save_frame_as",
+           "write_movie", "video_rate", "video_size", "VideoSource", "MOVIE_SUFFIXES", "IMAGE_SUFFIXES"]
+
+VideoSource = Union[Path, BinaryIO]
+"""A folder of frames, a video file, or an open binary video (read from its start each time)."""
 
 MOVIE_SUFFIXES = (".gif", ".mp4")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -37,20 +45,53 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def count_frames(source: Path) -> int | None:
-    """How many frames ``source`` (a folder of images or a video file) holds, if its header says."""
-    if source.is_dir():
+def _open(source: VideoSource):
+    """``source`` opened by PyAV for reading, from its start; a file that is no video is named."""
+    av = _av()
+    if not isinstance(source, Path):
+        source.seek(0)
+    try:
+        return av.open(source if not isinstance(source, Path) else str(source))
+    except av.error.FFmpegError as error:
+        raise DreamError(f"input: cannot read {_name(source)} as a video ({error}).") from None
+
+
+def _name(source: VideoSource) -> str:
+    return str(source) if isinstance(source, Path) else getattr(source, "name", "the video")
+
+
+def count_frames(source: VideoSource) -> int | None:
+    """How many frames ``source`` (a folder of images or a video) holds, if its header says."""
+    if isinstance(source, Path) and source.is_dir():
         return len(_images_in(source))
-    with _av().open(str(source)) as container:
+    with _open(source) as container:
         return container.streams.video[0].frames or None
 
 
-def read_frames(source: Path, size: int = 0) -> Iterator[Tensor]:
+def video_rate(source: VideoSource) -> Fraction | None:
+    """Frames per second of a video (exact: 30000/1001 for NTSC), None for a folder or when unknown."""
+    if isinstance(source, Path) and source.is_dir():
+        return None
+    with _open(source) as container:
+        rate = container.streams.video[0].average_rate
+        return Fraction(rate) if rate else None
+
+
+def video_size(source: VideoSource) -> tuple[int, int]:
+    """``(H, W)`` of a video's frames (of the first picture of a folder)."""
+    if isinstance(source, Path) and source.is_dir():
+        return tuple(next(read_frames(source)).shape[-2:])
+    with _open(source) as container:
+        stream = container.streams.video[0]
+        return stream.height, stream.width
+
+
+def read_frames(source: VideoSource, size: int = 0) -> Iterator[Tensor]:
     """Yield the frames of ``source`` as :math:`(1, 3, H, W)` in 0..1, one at a time; ``size`` > 0
     resizes each so its longer side is ``size``."""
-    if not source.exists():
+    if isinstance(source, Path) and not source.exists():
         raise DreamError(f"input: {source} does not exist; give a video file or a folder of frames.")
-    if source.is_dir():
+    if isinstance(source, Path) and source.is_dir():
         paths = _images_in(source)
         if not paths:
             raise DreamError(f"input: {source} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
@@ -61,13 +102,8 @@ def read_frames(source: Path, size: int = 0) -> Iterator[Tensor]:
         yield resize_longer_side(frame, size) if size else frame
 
 
-def _decode(path: Path) -> Iterator[Tensor]:
-    av = _av()
-    try:
-        container = av.open(str(path))
-    except av.error.FFmpegError as error:
-        raise DreamError(f"input: cannot read {path} as a video ({error}).") from None
-    with container:
+def _decode(source: VideoSource) -> Iterator[Tensor]:
+    with _open(source) as container:
         for frame in container.decode(video=0):
             array = frame.to_ndarray(format="rgb24").astype(np.float32) / 255.0
             yield torch.from_numpy(array).movedim(-1, 0).unsqueeze(0)
@@ -90,8 +126,13 @@ def written_frames(folder: Path) -> int:
     return count
 
 
-def write_movie(folder: Path, count: int, output: Path, fps: float) -> Path:
-    """Assemble frames ``0 .. count-1`` of ``folder`` into ``output`` (.gif or .mp4), reading one frame at a time."""
+def write_movie(folder: Path, count: int, output: Path, fps: float | Fraction,
+                sound_from: VideoSource | None = None) -> Path:
+    """Assemble frames ``0 .. count-1`` of ``folder`` into ``output`` (.gif or .mp4), reading one frame at a time.
+
+    An MP4 gets the audio of ``sound_from`` (a video), copied as it is where MP4 can hold its codec,
+    else re-encoded to AAC; ``fps`` may be exact (``Fraction(30000, 1001)``).
+    """
     paths = [frame_path(folder, index) for index in range(count)]
     if output.suffix.lower() == ".gif":
         return _write_gif(paths, output, fps)
@@ -99,21 +140,56 @@ def write_movie(folder: Path, count: int, output: Path, fps: float) -> Path:
         raise DreamError(f"output: {output.suffix or 'no suffix'} is not a movie format; use .gif or .mp4, "
                          "or a folder name for the frames alone.")
     av = _av()
-    with av.open(str(output), mode="w") as container:
-        stream = None
-        for path in paths:
+    with av.open(str(output), mode="w") as container, ExitStack() as sources:
+        stream = sound = None
+        for index, path in enumerate(paths):
             picture = to_pil(load_image(path))
-            if stream is None:
-                stream = container.add_stream("libx264", rate=round(fps))
+            if stream is None:  # every stream is added before the first packet is written
+                stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(100_000))
                 stream.width, stream.height = picture.width // 2 * 2, picture.height // 2 * 2  # yuv420p: even sides
                 stream.pix_fmt = "yuv420p"
+                if sound_from is not None and not (isinstance(sound_from, Path) and sound_from.is_dir()):
+                    sound = _Sound(sources.enter_context(_open(sound_from)), container)
             frame = av.VideoFrame.from_image(picture.crop((0, 0, stream.width, stream.height)))
+            frame.pts, frame.time_base = index, 1 / stream.codec_context.framerate
             for packet in stream.encode(frame):
                 container.mux(packet)
         if stream is not None:
             for packet in stream.encode():
                 container.mux(packet)
+        if sound is not None:
+            sound.copy()
     return output
+
+
+class _Sound:
+    """The audio streams of an open source video, added to an output container: copied packet by packet
+    where MP4 holds the codec, else decoded and encoded to AAC, a frame at a time."""
+
+    COPIED = ("aac", "mp3", "opus", "ac3", "alac", "flac")
+
+    def __init__(self, source, container) -> None:
+        self.source, self.container, self.streams = source, container, []
+        for audio in source.streams.audio:
+            copy = audio.codec_context.name in self.COPIED
+            made = (container.add_stream_from_template(template=audio) if copy
+                    else container.add_stream("aac", rate=audio.rate))
+            self.streams.append((audio, made, copy))
+
+    def copy(self) -> None:
+        for audio, made, copy in self.streams:
+            for packet in self.source.demux(audio):
+                if packet.dts is None:  # the demuxer's flush packet
+                    continue
+                if copy:
+                    packet.stream = made
+                    self.container.mux(packet)
+                    continue
+                for frame in packet.decode():
+                    frame.pts = None
+                    self.container.mux(made.encode(frame))
+            if not copy:
+                self.container.mux(made.encode(None))
 
 
 def _write_gif(paths: list[Path], output: Path, fps: float) -> Path:

@@ -27,11 +27,15 @@ from typing import Generic, TypeVar
 
 from torch import Tensor
 
+from pathlib import Path
+
 from .animate import dream_video, dream_zoom
 from .backbones import LOGITS, Backbone
 from .dream import deepdream, deepdream_memory
 from .errors import DreamError
 from .explain import attribution_memory, class_visualize, classify, fool, invert_features, saliency_map
+from .jobs import dream_video_file
+from .media import VideoSource, video_size
 from .memory import pass_memory
 from .objectives import LayerTerm, Objective, cosine, terms_objective
 from .param import feature_visualize
@@ -39,7 +43,7 @@ from .references import guided_objective, image_embedding
 from .style import stylize, stylize_memory
 from .transformers import EMBEDDING
 
-__all__ = ["Task", "dream_task", "guided_dream_task", "zoom_task", "video_task", "stylize_task", "classify_task",
+__all__ = ["Task", "dream_task", "guided_dream_task", "zoom_task", "video_task", "video_file_task", "stylize_task", "classify_task",
            "saliency_task", "class_visualize_task", "fool_task", "invert_task", "feature_visualize_task",
            "embedding_task"]
 
@@ -116,6 +120,14 @@ def video_task(frames: Tensor, backbone: Backbone, objective: Objective, **optio
     """:func:`~dream_core.dream_video` of frames :math:`(T, 3, H, W)`: the working set of one frame's dream."""
     return Task(backbone, _dream_memory(_size(frames), backbone, objective, options),
                 partial(dream_video, frames, backbone, objective, **options))
+
+
+def video_file_task(source: VideoSource, output: Path, folder: Path, backbone: Backbone, objective: Objective,
+                    **options) -> Task[Path]:
+    """:func:`~dream_core.jobs.dream_video_file`: a video streamed from file to file, resumable from ``folder``;
+    the working set of one frame's dream, whatever the clip's length."""
+    return Task(backbone, _dream_memory(video_size(source), backbone, objective, options),
+                partial(dream_video_file, source, output, folder, backbone, objective, **options))
 
 
 def stylize_task(content: Tensor, backbone: Backbone, style: Objective, **options) -> Task[Tensor]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import host
-from .animation_nodes import DreamVideo, DreamZoom
+from .animation_nodes import DreamVideo, DreamVideoStream, DreamZoom
 from .backbone_nodes import LoadBackbone, SelectLayer
 from .clip_nodes import ClipTarget, ClipVisionBackbone
 from .dream_nodes import DeepDream, GuidedDream, OctavePyramid
@@ -22,6 +22,7 @@ NODE_CONFIG = {
     "DD_GuidedDream": {"class": GuidedDream, "name": "Guided Dream"},
     # Animation
     "DD_DreamZoom": {"class": DreamZoom, "name": "Dream Zoom"},
+    "DD_DreamVideoStream": {"class": DreamVideoStream, "name": "Dream Video"},
     "DD_DreamVideo": {"class": DreamVideo, "name": "Dream Video Frames"},
     # Style
     "DD_StyleTransfer": {"class": StyleTransfer, "name": "Neural Style Transfer"},

@@ -48,7 +48,7 @@ class LoadBackbone:
         if weights in (DOWNLOAD, RANDOM):
             return ""
         try:
-            return host.weights_key(host.weight_file(weights)) or ""
+            return host.file_key(host.weight_file(weights)) or ""
         except WeightsError:
             return ""  # load() says what is wrong
 
@@ -59,7 +59,7 @@ class LoadBackbone:
             source, key = "torchvision", (backbone, DOWNLOAD, str(host.weights_dir()))
         else:
             source = host.weight_file(weights)
-            key = (get_spec(backbone).name, host.weights_key(source))
+            key = (get_spec(backbone).name, host.file_key(source))
 
         def build() -> Backbone:
             with host.gradients():  # weights built here are normal tensors, usable by autograd later

@@ -120,7 +120,7 @@ class DeepDream:
               mask: torch.Tensor | None = None, invert_mask: bool = False, tile_size: int = 512,
               grad_norm: str = "mean_abs", precision: str = "auto",
               objective: Objective | None = None, smoothing: float = 0.0) -> tuple[torch.Tensor]:
-        total = Objective.sum(_parts(terms_objective(layers) if layers else None, objective, "Deep Dream"))
+        total = dream_objective(layers, objective, "Deep Dream")
         picture = from_bhwc(image)
         task = dream_task(picture, backbone, total, **_dream_settings(octaves, mask, invert_mask), steps=steps,
                           step_size=step_size, jitter=jitter, seed=seed, smoothing=smoothing, tile_size=tile_size,
@@ -165,12 +165,12 @@ class GuidedDream(DeepDream):
         return (to_bhwc(host.run(task, precision)),)
 
 
-def _parts(first: Objective | None, objective: Objective | None, node: str) -> list[Objective]:
-    """The objectives a dream node adds up: its own (from layers, a guide) and the connected one."""
-    parts = [part for part in (first, objective) if part is not None]
+def dream_objective(layers: tuple[LayerTerm, ...] | None, objective: Objective | None, node: str) -> Objective:
+    """What a dream node raises: its layers' objective plus the connected one (either may be missing)."""
+    parts = [part for part in (terms_objective(layers) if layers else None, objective) if part is not None]
     if not parts:
         raise DreamError(f"layers: {node} needs layers (Select Dream Layer), an objective, or both; connect one.")
-    return parts
+    return Objective.sum(parts)
 
 
 def _dream_settings(octaves: OctaveSettings | None, mask: torch.Tensor | None, invert_mask: bool) -> dict:

@@ -13,15 +13,18 @@ dream loads it back. Loaded backbones are kept in a small module-level cache (se
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
+import tempfile
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import torch
 
@@ -198,8 +201,8 @@ def release_on_host_unload() -> None:
     model_management.unload_all_models = unload_all_models
 
 
-def weights_key(path: Path | None) -> str | None:
-    """A weights file as a cache key: its path, size and modification time (ns), so a replaced file is reloaded."""
+def file_key(path: Path | None) -> str | None:
+    """A file as a cache key: its path, size and modification time (ns), so a replaced file is read again."""
     if path is None or not path.is_file():
         return None
     stat = path.stat()
@@ -402,6 +405,73 @@ def _on_output_device(result):
     return result
 
 
+def video_source(video) -> Path | BinaryIO:
+    """Where a host ``VIDEO`` (core's Load Video: ``VideoFromFile``) streams from: its file, or the bytes it
+    holds; read a frame at a time, never decoded whole (``get_components`` would)."""
+    source = video.get_stream_source() if hasattr(video, "get_stream_source") else None
+    if source is None:
+        raise DreamError("video: this input cannot be streamed (not a VIDEO from Load Video); connect Load Video, "
+                         "or use Dream Video Frames with an IMAGE batch.")
+    return Path(source) if isinstance(source, (str, os.PathLike)) else source
+
+
+def source_key(source: Path | BinaryIO) -> str:
+    """A video source as part of a run's key: a file by :func:`file_key`, bytes by their hash."""
+    if isinstance(source, Path):
+        return file_key(source) or str(source)
+    return hashlib.sha256(source.getbuffer()).hexdigest()
+
+
+def video_output(path: Path):
+    """The ``VIDEO`` a node hands on for an MP4 file (for Save Video, Get Video Components), or the path
+    outside the host."""
+    try:
+        from comfy_api.latest import InputImpl
+    except ImportError:
+        return path
+    return InputImpl.VideoFromFile(str(path))
+
+
+def run_key(prompt: dict | None, node_id: str | None, *parts: object) -> str:
+    """A name for a run's resumable state: the node's inputs as the workflow wires them (every node
+    upstream, by class and widget values: the same graph gives the same key after a restart) and
+    ``parts`` (what the graph cannot say, e.g. the source file's size and date). Outside the host, without
+    a workflow, ``parts`` alone."""
+    memo: dict[str, str] = {}
+
+    def canonical(node: str) -> str:
+        if node not in memo:
+            entry = prompt[node]
+            inputs = {name: [canonical(value[0]), value[1]] if _is_link(value, prompt) else value
+                      for name, value in sorted(entry.get("inputs", {}).items())}
+            memo[node] = _digest([entry.get("class_type"), inputs])
+        return memo[node]
+
+    graph = canonical(str(node_id)) if prompt and str(node_id) in prompt else None
+    return _digest([graph, *parts])[:16]
+
+
+def _is_link(value: object, prompt: dict) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str) and value[0] in prompt
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def work_folder(*names: str) -> Path:
+    """A folder for state that must outlive a Cancel or a restart (a video's frames): under the host's
+    output folder, ``deepdream/...``; outside the host under the system's temporary folder."""
+    base = Path(folder_paths.get_output_directory()) if folder_paths is not None else Path(tempfile.gettempdir())
+    return base.joinpath("deepdream", *names)
+
+
+def temp_folder(*names: str) -> Path:
+    """A folder for a node's results that the host clears on start (its ``temp`` folder)."""
+    base = Path(folder_paths.get_temp_directory()) if folder_paths is not None else Path(tempfile.gettempdir())
+    return base.joinpath("deepdream", *names)
+
+
 def add_json_route(path: str, payload: Callable[[], object]) -> None:
     """Serve ``payload()`` as JSON at ``GET path`` on ComfyUI's server (for the frontend extension in ``web/``)."""
     try:
@@ -422,7 +492,7 @@ def add_json_route(path: str, payload: Callable[[], object]) -> None:
 __all__ = [
     "register_model_folder", "install_example_inputs", "release_cached_backbones", "release_on_host_unload",
     "weights_dir", "weight_files", "weight_file", "compute_device", "resolve_precision",
-    "output_device", "gradients", "make_trainable_copy_if_inference", "cached_backbone", "weights_key", "warn_once", "place",
+    "output_device", "gradients", "make_trainable_copy_if_inference", "cached_backbone", "file_key", "warn_once", "place",
     "run", "progress", "interrupted", "add_json_route", "clip_vision_backbone", "is_dynamic",
-    "clip_text_embedding",
+    "clip_text_embedding", "video_source", "source_key", "video_output", "run_key", "work_folder", "temp_folder",
 ]

@@ -72,7 +72,8 @@ def fake_host(pack, monkeypatch, tmp_path):
         vae_dtype=lambda device=None, allowed_dtypes=(): torch.float32)  # what ComfyUI picks on the CPU
     folders = types.SimpleNamespace(
         folder_names_and_paths={"deepdream": ([str(tmp_path / "extra")], set())},
-        models_dir=str(tmp_path / "models"), get_input_directory=lambda: str(tmp_path / "input"))
+        models_dir=str(tmp_path / "models"), get_input_directory=lambda: str(tmp_path / "input"),
+        get_output_directory=lambda: str(tmp_path / "output"), get_temp_directory=lambda: str(tmp_path / "temp"))
     folders.get_folder_paths = lambda name: folders.folder_names_and_paths[name][0]
     folders.get_filename_list = lambda name: sorted(
         p.name for d in folders.get_folder_paths(name) for p in __import__("pathlib").Path(d).glob("*")

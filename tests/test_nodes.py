@@ -26,7 +26,8 @@ def test_pack_imports_from_any_folder_name_without_comfy_and_stays_light(tmp_pat
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    ids = ["DD_ClassVisualize", "DD_Classify", "DD_ClipTarget", "DD_ClipVisionBackbone", "DD_ContentLoss", "DD_DeepDream", "DD_DreamVideo", "DD_DreamZoom",
+    ids = ["DD_ClassVisualize", "DD_Classify", "DD_ClipTarget", "DD_ClipVisionBackbone", "DD_ContentLoss", "DD_DeepDream", "DD_DreamVideo",
+           "DD_DreamVideoStream", "DD_DreamZoom",
            "DD_FeatureInversion", "DD_FeatureVisualize",
            "DD_FoolingImage", "DD_GuidedDream", "DD_LoadBackbone", "DD_OctavePyramid", "DD_Saliency",
            "DD_SelectLayer", "DD_SelectStyleLayer", "DD_StyleLoss", "DD_StyleTransfer", "DD_TVLoss"]
@@ -46,7 +47,7 @@ def test_declared_inputs_match_the_function_signature(pack, node_id):
     parameters = inspect.signature(getattr(cls, cls.FUNCTION)).parameters
     names = [name for name in parameters if name != "self"]
     required, optional = list(spec["required"]), list(spec.get("optional", {}))
-    assert sorted(names) == sorted(required + optional)
+    assert sorted(names) == sorted(required + optional + list(spec.get("hidden", {})))
     for name in required:
         assert parameters[name].default is inspect.Parameter.empty, f"{name} is required but has a default"
     for name in optional:
@@ -58,7 +59,7 @@ def test_declared_inputs_match_the_function_signature(pack, node_id):
 @pytest.mark.parametrize("node_id", sorted(import_pack().NODE_CLASS_MAPPINGS))
 def test_every_input_has_a_tooltip_and_sane_bounds(pack, node_id):
     spec = pack.NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()
-    for section in spec.values():
+    for section in (spec["required"], spec.get("optional", {})):  # hidden inputs are the host's, not shown
         for name, (kind, *options) in section.items():
             opts = options[0] if options else {}
             assert len(opts.get("tooltip", "")) > 10, f"{node_id}.{name} lacks a tooltip"
@@ -529,7 +530,7 @@ def test_feature_inversion_node_under_inference_mode(pack, shapes_net):
 def test_dream_zoom_node_under_inference_mode(nodes_run, fake_host):
     mapping, backbone, layers, octaves = nodes_run
     with torch.inference_mode():
-        frames, = mapping["DD_DreamZoom"]().zoom(_image(2), backbone, layers, 3, 1.1, 5.0, 2.0, -1.0, 2, 0.01, 8, 0,
+        frames, = mapping["DD_DreamZoom"]().zoom(_image(2), backbone, 3, 1.1, 5.0, 2.0, -1.0, 2, 0.01, 8, 0, layers,
                                                  layers_end=layers[:1], mask=torch.ones(64, 72))
     assert frames.shape == (3, 64, 72, 3) and 0 <= frames.min() and frames.max() <= 1
     assert not torch.equal(frames[1], frames[2])
@@ -540,13 +541,13 @@ def test_dream_video_node_under_inference_mode(nodes_run, fake_host):
     mapping, backbone, layers, octaves = nodes_run
     video = _image(3)
     with torch.inference_mode():
-        frames, = mapping["DD_DreamVideo"]().dream(video, backbone, layers, 0.8, "dis", 2, 0.01, 8, 0,
+        frames, = mapping["DD_DreamVideo"]().dream(video, backbone, 0.8, "dis", 2, 0.01, 8, 0, layers,
                                                    mask=torch.ones(1, 64, 72))
     assert frames.shape == video.shape and 0 <= frames.min() and frames.max() <= 1
     _assert_dreamed(frames, video)
     fake_host.interrupt_after, fake_host.checks = 3, 0
     with pytest.raises(InterruptedError), torch.inference_mode():
-        mapping["DD_DreamVideo"]().dream(video, backbone, layers, 0.8, "none", 2, 0.01, 8, 0)
+        mapping["DD_DreamVideo"]().dream(video, backbone, 0.8, "none", 2, 0.01, 8, 0, layers)
     assert fake_host.checks == 4
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from workflow_runner import ROOT, SIZE, execute
+from workflow_runner import ROOT, SIZE, execute, frames_of
 
 EXAMPLES = sorted(p.stem for p in (ROOT / "example_workflows").glob("*.json"))
 
@@ -23,13 +23,13 @@ def test_example_runs_and_saves_a_dream(pack, name):
     assert 0 <= images.min() and images.max() <= 1
     dream_node = next((v for v in prompt.values()
                        if v["class_type"] in ("DD_DeepDream", "DD_GuidedDream", "DD_StyleTransfer", "DD_FoolingImage",
-                                              "DD_DreamZoom", "DD_DreamVideo")), None)
+                                              "DD_DreamZoom", "DD_DreamVideo", "DD_DreamVideoStream")), None)
     if dream_node is None:  # made from nothing: the pictures differ from each other
         assert not torch.equal(images[0], images[1])
         return
     inputs = dream_node["inputs"]
-    source, slot = inputs.get("image") or inputs.get("content_image") or inputs["frames"]
-    assert (images - results[source][slot]).abs().mean() > 1e-3, "the dream node returned its input unchanged"
+    source, slot = inputs.get("image") or inputs.get("content_image") or inputs.get("frames") or inputs["video"]
+    assert (images - frames_of(results[source][slot])).abs().mean() > 1e-3, "the dream node returned its input unchanged"
 
 
 def test_cancel_mid_workflow_saves_nothing(pack, monkeypatch):

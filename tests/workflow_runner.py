@@ -43,11 +43,8 @@ def stand_ins(saved):
         return picture, torch.zeros(1, *SIZE)
 
     def load_video(file):
-        from dream_core import media
-
         assert file == "deepdream_example_pan.mp4"
-        frames = [frame for _, frame in zip(range(3), media.read_frames(ROOT / "assets" / "example_pan.mp4"))]
-        return torch.cat([resize(frame, SIZE) for frame in frames]).movedim(1, -1)
+        return VideoStandIn(small_clip())
 
     def generated(samples, vae):
         return (torch.linspace(0, 1, SIZE[0] * SIZE[1] * 3).reshape(1, *SIZE, 3),)
@@ -58,9 +55,10 @@ def stand_ins(saved):
         "PreviewImage": lambda images: (),
         "PreviewAny": lambda source: (),
         "LoadVideo": lambda file, upload=None: (load_video(file),),
-        "GetVideoComponents": lambda video: (video, None, 12.0),
+        "GetVideoComponents": lambda video: (video.get_components(), None, 12.0),
         "CreateVideo": lambda images, fps, audio=None: (images,),
-        "SaveVideo": lambda video, filename_prefix, format, codec: saved.append((filename_prefix, video)) or (),
+        "SaveVideo": lambda video, filename_prefix, format, codec: saved.append((filename_prefix, frames_of(video)))
+        or (),
         "CheckpointLoaderSimple": lambda ckpt_name: ("model", ClipText(width=CLIP_WIDTH), "vae"),
         "CLIPTextEncode": lambda clip, text: ([[torch.zeros(1, 77, 8), {"pooled_output": torch.randn(
             1, CLIP_WIDTH, generator=torch.Generator().manual_seed(len(text)))}]],),
@@ -69,6 +67,46 @@ def stand_ins(saved):
         "KSampler": lambda **inputs: ("latent",),
         "VAEDecode": generated,
     }
+
+
+class VideoStandIn:
+    """Core's ``VideoFromFile`` as the pack uses it: a stream source, and the frames decoded whole."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def get_stream_source(self):
+        return str(self.path)
+
+    def get_components(self):
+        return frames_of(self.path)
+
+
+def frames_of(video):
+    """An IMAGE batch: as it is, or decoded from a movie file (what the streaming node hands on outside the host)."""
+    from dream_core import media
+
+    if isinstance(video, torch.Tensor):
+        return video
+    path = video.path if isinstance(video, VideoStandIn) else video
+    return torch.cat(list(media.read_frames(__import__("pathlib").Path(path)))).movedim(1, -1)
+
+
+def small_clip():
+    """The first 3 frames of the bundled pan at the tests' size, as an MP4 (made once per process)."""
+    import tempfile
+    from pathlib import Path
+
+    from dream_core import media, resize
+
+    folder = Path(tempfile.gettempdir()) / "deepdream-test-clip"
+    clip = folder / "pan.mp4"
+    if not clip.exists():
+        frames = [frame for _, frame in zip(range(3), media.read_frames(ROOT / "assets" / "example_pan.mp4"))]
+        for index, frame in enumerate(frames):
+            media.save_frame(resize(frame, SIZE), folder, index)
+        media.write_movie(folder, 3, folder / ".pan.partial.mp4", 12).replace(clip)
+    return clip
 
 
 def execute(pack, prompt, saved, fast=True, extra=None):

@@ -134,15 +134,14 @@ WORKFLOWS = {
         (5, "CreateVideo", {"images": (4, 0), "fps": 12.0}),
         (6, "SaveVideo", {"video": (5, 0), "filename_prefix": "video/dream_zoom", "format": "auto", "codec": "auto"}),
     ],
-    "dream_video": [
+    "dream_video": [  # streamed: a long clip at full size in bounded memory, its sound and rate kept
         (1, "LoadVideo", {"file": VIDEO_IN, "upload": "video"}),
-        (2, "GetVideoComponents", {"video": (1, 0)}),
-        (3, "DD_LoadBackbone", {"backbone": "googlenet", "weights": DOWNLOAD, "seed": 0}),
-        (4, "DD_SelectLayer", {"backbone": (3, 0), "layer": "inception4c", "weight": 1.0, "channel": -1, "loss": "l2"}),
-        (5, "DD_DreamVideo", {"frames": (2, 0), "backbone": (3, 0), "layers": (4, 0), "carry": 0.8, "flow": "farneback",
-                              "steps_per_frame": 5, "step_size": 0.01, "jitter": 32, "seed": 0}),
-        (6, "CreateVideo", {"images": (5, 0), "audio": (2, 1), "fps": 12.0}),
-        (7, "SaveVideo", {"video": (6, 0), "filename_prefix": "video/dream_video", "format": "auto", "codec": "auto"}),
+        (2, "DD_LoadBackbone", {"backbone": "googlenet", "weights": DOWNLOAD, "seed": 0}),
+        (3, "DD_SelectLayer", {"backbone": (2, 0), "layer": "inception4c", "weight": 1.0, "channel": -1, "loss": "l2"}),
+        (4, "DD_DreamVideoStream", {"video": (1, 0), "backbone": (2, 0), "layers": (3, 0), "carry": 0.8,
+                                    "flow": "farneback", "steps_per_frame": 5, "step_size": 0.01, "jitter": 32,
+                                    "seed": 0}),
+        (5, "SaveVideo", {"video": (4, 0), "filename_prefix": "video/dream_video", "format": "auto", "codec": "auto"}),
     ],
     "clip_vision_dream": [
         (1, "LoadImage", {"image": IMAGE_IN, "upload": "image"}),
