@@ -174,11 +174,12 @@ def eight_bit(image: Tensor) -> Tensor:
     return image.float().clamp(0, 1).mul(255).add_(0.5).to(torch.uint8).float() / 255
 
 
-def save_image(image: Tensor, path: str | Path) -> Path:
-    """Write :math:`(3, H, W)` or :math:`(1, 3, H, W)` in 0..1 as an 8-bit image; the format follows the suffix."""
+def save_image(image: Tensor, path: str | Path, **options) -> Path:
+    """Write :math:`(3, H, W)` or :math:`(1, 3, H, W)` in 0..1 as an 8-bit image; the format follows the suffix,
+    ``options`` go to Pillow's writer (``compress_level=1``: a PNG written 3x faster, 15% larger)."""
     path = Path(path)
     try:
-        to_pil(image).save(path)
+        to_pil(image).save(path, **options)
     except (OSError, ValueError) as error:
         raise DreamError(f"output: cannot write {path} ({error}).") from error
     return path

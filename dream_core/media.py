@@ -222,6 +222,7 @@ def save_frame_as(frame: Tensor, folder: Path, name: str) -> Path:
     """Write ``frame`` as ``folder/name`` atomically (a temporary file, then a rename), so a process that
     dies mid-write leaves no half-written frame that a resumed run would skip."""
     folder.mkdir(parents=True, exist_ok=True)
-    temporary = save_image(frame, folder / f".{name}.partial{Path(name).suffix}")
+    fast = {"compress_level": 1} if name.endswith(".png") else {}  # a frame is a run's state: write it quickly
+    temporary = save_image(frame, folder / f".{name}.partial{Path(name).suffix}", **fast)
     return temporary.replace(folder / name)
 

@@ -133,3 +133,18 @@ def test_the_measurement_tools_run(tool, expected):
                             cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert all(line in result.stdout for line in expected), result.stdout
+
+
+def test_the_video_tools_run(tmp_path):
+    """tools/video_memory.py and tools/video_coherence.py, whose tables the README quotes, at tiny settings."""
+    import subprocess
+    import sys
+
+    memory = subprocess.run([sys.executable, str(ROOT / "tools" / "video_memory.py"), "--frames", "3", "--size", "64",
+                             "48", "--image-path-up-to", "3"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert memory.returncode == 0, memory.stderr
+    assert "stream    3 frames 64x48: peak" in memory.stdout and "image     3 frames 64x48" in memory.stdout
+    coherence = subprocess.run([sys.executable, str(ROOT / "tools" / "video_coherence.py"), "--steps", "1", "--cases",
+                                "1"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert coherence.returncode == 0, coherence.stderr
+    assert "texture | (96, 128) | alone: strength" in coherence.stdout and "farneback" in coherence.stdout
