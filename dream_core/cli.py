@@ -20,7 +20,8 @@ from . import (BACKBONES, DEFAULT_FLOW, DETAIL_MODES, FLOWS, GRAD_NORMS, HOLD, I
 from .distributed import Shard, written
 from .jobs import VideoShare, dream_pictures, dream_video_share, picture_names, read_picture, video_length
 from .loop import ProgressFn
-from .media import IMAGE_SUFFIXES, MOVIE_SUFFIXES, frame_folder, frame_path, save_frame, write_movie, written_frames
+from .media import (IMAGE_SUFFIXES, MOVIE_SUFFIXES, frame_folder, frame_path, save_frame, video_rate, write_movie,
+                    written_frames)
 
 DEFAULT_WEIGHTS_DIR = default_weights_dir()
 
@@ -184,7 +185,8 @@ def _add_animation(command: argparse.ArgumentParser, steps: int) -> None:
     command.add_argument("--step-size", type=float, default=0.01, help="pixel change per step (default 0.01)")
     command.add_argument("--jitter", type=int, default=32, help="largest random roll in pixels (default 32)")
     command.add_argument("--octaves", type=int, default=1, help="pyramid levels per frame (default 1)")
-    command.add_argument("--fps", type=float, default=12.0, help="frames per second of the movie (default 12)")
+    command.add_argument("--fps", type=float, default=None, help="frames per second of the movie (default: a video's "
+                         "own rate, else 12)")
 
 
 def pick_device(name: str) -> torch.device:
@@ -327,8 +329,15 @@ def _animation_settings(args: argparse.Namespace) -> dict:
             "precision": args.precision}
 
 
-def _finish(folder: Path, count: int, output: Path, fps: float) -> Path:
-    return write_movie(folder, count, output, fps) if output.suffix.lower() in MOVIE_SUFFIXES else folder
+DEFAULT_FPS = 12.0
+
+
+def _finish(folder: Path, count: int, output: Path, fps: float | None, source: Path | None = None) -> Path:
+    """The movie from the frames in ``folder`` (with ``source``'s sound and, unless ``fps``, its rate), or the folder."""
+    if output.suffix.lower() not in MOVIE_SUFFIXES:
+        return folder
+    rate = fps or (video_rate(source) if source is not None else None) or DEFAULT_FPS
+    return write_movie(folder, count, output, rate, sound_from=source)
 
 
 def _check_output(output: Path) -> None:
@@ -374,7 +383,7 @@ def run_video(args: argparse.Namespace) -> Path:
                               on_written=done, carry=args.carry, hold=args.hold, flow=args.flow,
                               flow_weights_dir=args.weights_dir,
                               masks=None if args.mask is None else _repeat(_mask(args)), **_animation_settings(args))
-        return _finish(folder, total, output, args.fps) if shard.leader else folder
+        return _finish(folder, total, output, args.fps, source=args.input) if shard.leader else folder
     finally:
         shard.stop()
 

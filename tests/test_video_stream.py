@@ -171,3 +171,14 @@ def test_dream_zoom_follows_an_objective_without_layers(pack, fake_host):
                                                                   0, 0, objective=style)
     # measured 0.53 of the start's distance left
     assert _style_score(frames.movedim(-1, 1), style) > _style_score(start.movedim(-1, 1), style) * 0.75
+
+
+def test_the_cli_video_keeps_the_sources_rate_and_sound(tmp_path):
+    from dream_core.cli import main
+
+    clip = make_clip(tmp_path / "clip.mp4", 5, fps=Fraction(30000, 1001))
+    out = tmp_path / "dream.mp4"
+    assert main(["video", str(clip), "-o", str(out), "--weights", "random", "--backbone", "alexnet", "--steps", "1",
+                 "--flow", "none"]) == 0
+    made = streams(out)
+    assert made["frames"] == 5 and made["rate"] == Fraction(30000, 1001) and made["audio"] == [("aac", 16000)]
