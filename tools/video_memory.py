@@ -23,7 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_clip(path: Path, frames: int, width: int, height: int, fps: Fraction = Fraction(25)) -> Path:
+def make_clip(path: Path, frames: int, width: int, height: int, fps: Fraction = Fraction(25),
+              audio: str | None = "aac") -> Path:
+    """A clip of a red bar moving over a grey ramp, with a 440 Hz tone (``audio``: its codec, None for none;
+    PCM needs a container that holds it, e.g. .mkv)."""
     import av
     import numpy as np
 
@@ -31,15 +34,19 @@ def make_clip(path: Path, frames: int, width: int, height: int, fps: Fraction = 
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        sound = container.add_stream("aac", rate=16000)
-        sound.layout = "mono"
+        sound = container.add_stream(audio, rate=16000) if audio else None
+        if sound is not None:
+            sound.layout = "mono"
         for index in range(frames):
             picture = np.broadcast_to(ramp, (height, width, 3)).astype(np.uint8).copy()
-            left = (7 * index) % (width - 60)
-            picture[height // 4:3 * height // 4, left:left + 60] = (230, 60, 40)
+            bar = max(2, width // 16)
+            left = (3 * index) % (width - bar)
+            picture[height // 4:3 * height // 4, left:left + bar] = (230, 60, 40)
             for packet in video.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
                 container.mux(packet)
         container.mux(video.encode())
+        if sound is None:
+            return path
         samples = int(16000 * frames / fps)
         tone = (0.2 * np.sin(np.arange(samples) * 2 * np.pi * 440 / 16000)).astype(np.float32)[None]
         for start in range(0, samples, 1024):
