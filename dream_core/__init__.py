@@ -34,7 +34,7 @@ from .precision import PRECISIONS, LossScale, autocast_dtype
 from .objectives import (CHANNEL_MODES, CHOICES, LOSSES, TV_KINDS, LayerTerm, Objective, channel, content, cosine, direction, diversity, guide, l2,
                          layer_objective, mean_activation, objective, neuron, pixel_l2, ranked_channels, terms_objective,
                          total_variation)
-from .param import PARAMETERIZATIONS, FourierImage, feature_visualize, robustness_transform
+from .param import PARAMETERIZATIONS, FourierImage, MacoImage, feature_visualize, natural_magnitude, robustness_transform
 from .pyramid import (DETAIL_MODES, OctaveSettings, dream_octaves, gaussian_blur, octave_sizes, resize,
                       resize_longer_side)
 from .references import centre_view, guided_objective, image_embedding, reference_activations
@@ -49,7 +49,7 @@ __all__ = [
     "ATTRIBUTION_CHUNK", "BACKBONES", "BASELINES", "CHANNEL_MODES", "CHOICES", "DEFAULT_FLOW", "DETAIL_MODES", "FLOWS", "FOOLING_METHODS", "GRAD_NORMS", "HOLD",
     "INITS", "INPUT", "LBFGS_HISTORY", "LOGITS", "LOSSES", "OPTIMIZERS", "PARAMETERIZATIONS", "POOLINGS",
     "PRECISIONS", "SALIENCY_METHODS", "STATISTICS", "TV_KINDS", "WEIGHT_EXTENSIONS", "Ascent", "Backbone",
-    "BackboneSpec", "Cutouts", "DreamCancelled", "EMBEDDING", "Tokens", "DreamError", "FeatureExtractor", "FoolingReport", "FourierImage", "Item",
+    "BackboneSpec", "Cutouts", "DreamCancelled", "EMBEDDING", "Tokens", "DreamError", "FeatureExtractor", "FoolingReport", "FourierImage", "Item", "MacoImage", "natural_magnitude",
     "LayerError", "LayerTerm", "LossScale", "Objective", "OctaveSettings", "Prediction", "Progress", "ShapeError", "Task",
     "TilePolicy",
     "WeightsError", "ascent_step", "attribution", "attribution_memory", "autocast_dtype", "average_pooling", "backbone_from_clip_vision", "backbone_from_module",

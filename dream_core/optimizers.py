@@ -13,7 +13,7 @@ from .errors import check
 from .features import FeatureExtractor
 from .loop import Cancel, Progress, ProgressFn
 from .objectives import Objective
-from .precision import LossScale
+from .precision import LossScale, finite_or_zero
 
 __all__ = ["optimize", "OPTIMIZERS", "LBFGS_HISTORY"]
 
@@ -38,6 +38,7 @@ def optimize(
     cancel: Cancel | None = None,
     ema: float = 0.0,
     transform: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+    gradient_sum: Tensor | None = None,
 ) -> Tensor:
     """Raise ``objective`` by minimising ``-objective(render())`` over ``parameters`` with an optimizer.
 
@@ -63,6 +64,9 @@ def optimize(
         transform: ``transform(image, generator)``, what the network sees instead of the jittered
             image (robustness transforms of feature visualisation); the result is not transformed. An
             objective seen through cutouts (``objective.views``) is scored on crops of that.
+        gradient_sum: a tensor shaped like the image, to which every evaluation adds
+            :math:`|\\partial \\text{objective} / \\partial \\text{image}|` (MaCo's transparency map: where
+            the objective kept asking for change).
 
     Returns:
         ``render()`` after the last step, detached and clamped to 0..1.
@@ -94,6 +98,8 @@ def optimize(
             optim.zero_grad(set_to_none=True)
             with torch.enable_grad():
                 image = render()
+                if gradient_sum is not None:
+                    image.retain_grad()
                 if transform is not None:
                     seen = transform(image, generator)
                 else:
@@ -114,6 +120,8 @@ def optimize(
             gradients = [p.grad.div_(loss_scale.scale) for p in parameters if p.grad is not None]
             if loss_scale.accept(gradients):
                 break
+        if gradient_sum is not None and image.grad is not None and not skipped:
+            gradient_sum.add_(finite_or_zero(image.grad.detach().abs() / loss_scale.scale))
         last_finite = loss.detach()
         loss_scale.end_step()
         progress.step(image[0].detach())

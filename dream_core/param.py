@@ -1,21 +1,26 @@
-"""Feature visualisation from nothing (lucid / lucent's core): a picture parameterised in a Fourier basis
-with decorrelated colour, optimised through random robustness transforms.
+"""Feature visualisation from nothing (lucid / lucent's core, and MaCo): a picture parameterised in a Fourier
+basis with decorrelated colour, optimised through random transforms.
 
 A pixel-space ascent from noise paints high-frequency patterns that excite the network without
 looking like anything; scaling each frequency by ``1 / f`` (so every octave starts with equal
 energy) and mixing the colour channels by ImageNet's colour correlation lets the optimiser move
 whole shapes and colours at once, and the transforms (pad, jitter, scale, rotate) keep only what
-survives being moved.
+survives being moved. MaCo (Fel et al. 2023) goes further on deep networks and transformers: the
+spectrum's magnitude stays that of natural photographs and only its phase is optimised, through
+random crops with noise; the gradient that kept arriving at each pixel is its transparency map.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from .backbones import LOGITS, Backbone
+from .cutouts import Cutouts
 from .errors import check
 from .images import check_image
 from .loop import Cancel, Item, Progress, ProgressFn, for_each_item
@@ -25,9 +30,10 @@ from .optimizers import optimize
 from .precision import autocast_dtype
 from .transformers import EMBEDDING
 
-__all__ = ["FourierImage", "robustness_transform", "feature_visualize", "PARAMETERIZATIONS"]
+__all__ = ["FourierImage", "MacoImage", "natural_magnitude", "robustness_transform", "feature_visualize",
+           "PARAMETERIZATIONS"]
 
-PARAMETERIZATIONS = ("fft", "pixels")
+PARAMETERIZATIONS = ("fft", "pixels", "maco")
 LUCID_DIVISOR = 4.0
 """lucid's constant: the picture is the spectrum's inverse FFT divided by 4, so a learning rate means
 what it means in lucid and lucent (their feature visualisations' settings carry over as they are)."""
@@ -80,6 +86,85 @@ class FourierImage:
         return made
 
 
+SPECTRUM_FILE = Path(__file__).parent / "data" / "natural_spectrum.safetensors"
+"""The mean log-amplitude spectrum of natural photographs in the decorrelated colour space, made by
+``tools/make_spectrum.py`` from scikit-image's bundled pictures (no download at run time)."""
+PHASE_SCALE = 20.0
+"""A MaCo phase is this many times its parameter: Adam's step of 0.05 (lucid's learning rate, the nodes'
+default) moves the phase as MaCo's reference step of 1.0 does."""
+MACO_CROPS = 6  # MaCo's crops per step
+
+
+@functools.cache
+def _log_amplitude() -> Tensor:
+    from safetensors.torch import load_file
+
+    return load_file(str(SPECTRUM_FILE))["log_amplitude"]
+
+
+def natural_magnitude(height: int, width: int) -> Tensor:
+    """The amplitude :math:`(3, H, W/2 + 1)` of natural photographs at the ``rfft2`` frequencies of an
+    ``H x W`` picture (the stored spectrum sampled at each frequency, bilinear in its log)."""
+    rows = torch.fft.fftfreq(height) * 2  # -1 .. 1: the stored rows run from -1/2 to 1/2
+    cols = torch.fft.rfftfreq(width) * 4 - 1  # 0 .. 1/2 -> -1 .. 1
+    grid = torch.stack(torch.broadcast_tensors(cols.view(1, -1), rows.view(-1, 1)), dim=-1)
+    logs = torch.nn.functional.grid_sample(_log_amplitude()[None], grid[None], mode="bilinear",
+                                           padding_mode="border", align_corners=True)[0]
+    return logs.exp()
+
+
+class MacoImage:
+    """Images :math:`(B, 3, H, W)` in 0..1 whose spectrum has natural photographs' magnitude and a free phase.
+
+    ``render()`` = sigmoid(colour-mix(standardise(inverse FFT(magnitude * exp(i * 20 * phase))))): the
+    phase (:attr:`phase`, the only parameter) decides where things are; the magnitude
+    (:func:`natural_magnitude`, never optimised) keeps the picture's energy per frequency natural, so the
+    optimiser cannot pile energy into the high frequencies a deep network responds to.
+
+    Args:
+        shape: ``(B, H, W)``.
+        generator: draws the initial phase (normal, standard deviation pi), or one generator per item.
+        decorrelate: mix colours by :data:`COLOUR_MIX` (else each channel is independent).
+    """
+
+    def __init__(self, shape: tuple[int, int, int], generator: torch.Generator | Sequence[torch.Generator] | None = None,
+                 decorrelate: bool = True, device: torch.device | str = "cpu") -> None:
+        batch, height, width = shape
+        self.size = (height, width)
+        self.magnitude = _hermitian_columns(natural_magnitude(height, width), width, odd=False).to(device)
+        self.mix = COLOUR_MIX.to(device) if decorrelate else torch.eye(3, device=device)
+        # A phase of standard deviation pi is as good as uniform on the circle (std 1 would keep cos(phase)
+        # near 0.6 everywhere: every frequency in step at the corner pixel, a spike of 60 sigma).
+        self.phase = (torch.pi * _draw((batch, 3, height, width // 2 + 1), generator) / PHASE_SCALE).to(device)
+
+    def spectrum(self) -> Tensor:
+        """The half spectrum :math:`(B, 3, H, W/2 + 1)`, complex. Its columns at frequency 0 (and W/2) hold
+        both signs of the vertical frequency, so they must be Hermitian (magnitude even, phase odd in it)
+        for the picture to be real: so they are made."""
+        phase = PHASE_SCALE * _hermitian_columns(self.phase, self.size[1], odd=True)
+        return torch.complex(self.magnitude * torch.cos(phase), self.magnitude * torch.sin(phase))
+
+    def spatial(self) -> Tensor:
+        """The picture before colour mixing and sigmoid: standardised per item, :math:`(B, 3, H, W)`."""
+        image = torch.fft.irfft2(self.spectrum(), s=self.size, norm="ortho")
+        centred = image - image.mean((1, 2, 3), keepdim=True)
+        return centred / (centred.std((1, 2, 3), keepdim=True) + 1e-4)
+
+    def render(self) -> Tensor:
+        return torch.sigmoid(torch.einsum("ij,bjhw->bihw", self.mix, self.spatial()))
+
+
+def _hermitian_columns(values: Tensor, width: int, odd: bool) -> Tensor:
+    """``values`` :math:`(..., H, W/2 + 1)` with its frequency-0 column (and W/2 for an even width) made even
+    (``odd=False``) or odd in the vertical frequency: the average with its mirror ``k -> -k``."""
+    made = values.clone()
+    for column in [0] + ([width // 2] if width % 2 == 0 else []):
+        line = values[..., column]
+        mirror = torch.roll(torch.flip(line, dims=[-1]), 1, dims=-1)  # entry k holds entry -k (mod H)
+        made[..., column] = (line - mirror) / 2 if odd else (line + mirror) / 2
+    return made
+
+
 def _draw(shape: tuple[int, ...], generator: torch.Generator | Sequence[torch.Generator] | None) -> Tensor:
     """Standard normal noise of ``shape``, from one generator or from one per item (``shape[0]`` of them)."""
     if isinstance(generator, Sequence):
@@ -121,7 +206,7 @@ def feature_visualize(backbone: Backbone, objective: Objective, *, size: tuple[i
                       parameterization: str = "fft", decorrelate: bool = True, transforms: bool = True,
                       diversity: float = 0.0, diversity_layer: str | None = None, seed: int = 0,
                       precision: str = "auto", progress: Progress | ProgressFn | None = None,
-                      cancel: Cancel | None = None) -> Tensor:
+                      cancel: Cancel | None = None, return_transparency: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """Render what ``objective`` maximises from nothing: ``batch`` pictures, picture ``i`` from seed ``seed + i``.
 
     Adam on a :class:`FourierImage` (or on raw pixels, ``parameterization="pixels"``), each step seeing
@@ -137,8 +222,15 @@ def feature_visualize(backbone: Backbone, objective: Objective, *, size: tuple[i
     is added: the pictures are pushed to show different facets of the feature (lucid uses 1e2 to 1e3
     for a batch of 4 to 8 on GoogLeNet's ``mixed4a``).
 
+    ``parameterization="maco"`` (Fel et al. 2023): a :class:`MacoImage`, only the phase optimised, seen
+    through ``MACO_CROPS`` random crops with noise (:class:`~dream_core.Cutouts`) instead of lucid's
+    transforms; ``diversity`` is lucid's and not offered with it.
+
     Returns:
-        :math:`(\\text{batch}, 3, H, W)` in 0..1 on the backbone's device.
+        :math:`(\\text{batch}, 3, H, W)` in 0..1 on the backbone's device; with ``return_transparency``
+        also the transparency map :math:`(\\text{batch}, 1, H, W)` in 0..1: the gradient magnitude that
+        reached each pixel, summed over the steps (MaCo's map; for any parameterisation), each picture
+        divided by its largest value.
     """
     check(parameterization in PARAMETERIZATIONS,
           f"parameterization: unknown {parameterization!r}; choose one of {', '.join(PARAMETERIZATIONS)}.")
@@ -146,13 +238,17 @@ def feature_visualize(backbone: Backbone, objective: Objective, *, size: tuple[i
     height, width = size
     check(min(height, width) >= 16, f"size: at least 16 px a side, got {height}x{width}.")
     check(diversity >= 0, f"diversity: must be 0 (off) or more, got {diversity}.")
+    check(not (diversity and parameterization == "maco"), "diversity: lucid's, not offered with maco; set it to 0 "
+                                                           "or choose fft.")
     if diversity:
         layers = [diversity_layer] if diversity_layer else sorted(objective.layers - {LOGITS, EMBEDDING})
         check(len(layers) == 1, f"diversity_layer: name the layer to compare the pictures at (the objective reads "
                                 f"{', '.join(sorted(objective.layers)) or 'none'}).")
         objective = objective + diversity * diversity_of(backbone.resolve(layers[0]))
+    if parameterization == "maco" and transforms:
+        objective = objective.through(Cutouts(MACO_CROPS, min(height, width)))
     extractor = backbone.extractor(objective.layers)
-    transform = robustness_transform() if transforms else None
+    transform = robustness_transform() if transforms and parameterization != "maco" else None
     autocast = autocast_dtype(precision, backbone.device)
 
     def visualize(item: Item) -> Tensor:
@@ -160,12 +256,21 @@ def feature_visualize(backbone: Backbone, objective: Objective, *, size: tuple[i
         if parameterization == "fft":
             image = FourierImage((count, height, width), item.generators, decorrelate, device=item.device)
             parameters, render = [image.spectrum], image.render
+        elif parameterization == "maco":
+            image = MacoImage((count, height, width), item.generators, decorrelate, device=item.device)
+            parameters, render = [image.phase], image.render
         else:
             pixels = (0.5 + 0.01 * _draw((count, 3, height, width), item.generators)).to(item.device)
             parameters, render = [pixels], (lambda: pixels.clamp(0, 1))
-        return optimize(parameters, render, extractor, objective, steps=steps, lr=learning_rate,
+        gradients = torch.zeros(count, 3, height, width, device=item.device)
+        made = optimize(parameters, render, extractor, objective, steps=steps, lr=learning_rate,
                         generator=item.generator, transform=transform, progress=item.progress, autocast=autocast,
-                        cancel=cancel)
+                        cancel=cancel, gradient_sum=gradients)
+        transparency = gradients.mean(1, keepdim=True)
+        transparency = transparency / transparency.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        return torch.cat([made, transparency], dim=1)  # one tensor per item for the runner; split below
 
-    return for_each_item(batch, visualize, device=backbone.device, steps=steps, seed=seed, progress=progress,
+    made = for_each_item(batch, visualize, device=backbone.device, steps=steps, seed=seed, progress=progress,
                          cancel=cancel, chunk=batch if diversity else 1)
+    pictures, transparency = made.split([3, 1], dim=1)
+    return (pictures, transparency) if return_transparency else pictures

@@ -132,10 +132,12 @@ class ClassVisualize:
                 "octaves": ("INT", {"default": 1, "min": 1, "max": 8, "tooltip": "Start smaller and grow 1.4x per "
                             "octave: larger shapes."}),
                 "init_image": ("IMAGE", {"tooltip": "Start from this picture instead of noise (pixels only)."}),
-                "parameterization": (list(reversed(PARAMETERIZATIONS)), {"default": "pixels", "tooltip": "pixels: "
+                "parameterization": (["pixels", "fft", "maco"], {"default": "pixels", "tooltip": "pixels: "
                                      "CS231n's ascent on the pixels; fft: lucid's Fourier basis with decorrelated "
                                      "colour and robustness transforms (Adam, learning rate 0.05), more natural "
-                                     "shapes and colours."}),
+                                     "shapes and colours; maco: only the phase of a natural photograph's spectrum "
+                                     "is optimised, through random crops (Fel et al. 2023; for deep networks and "
+                                     "transformers)."}),
                 **precision_input(),
             },
         }
@@ -153,9 +155,10 @@ class ClassVisualize:
                   blur_every: int = 10, octaves: int = 1, init_image: torch.Tensor | None = None,
                   parameterization: str = "pixels", precision: str = "auto") -> tuple[torch.Tensor]:
         start = None if init_image is None else from_bhwc(init_image, "init_image")
-        if parameterization == "fft":
+        if parameterization != "pixels":
             task = feature_visualize_task(backbone, channel(LOGITS, target) - l2_weight * pixel_l2(),
-                                          size=(height, width), batch=batch, steps=steps, seed=seed)
+                                          size=(height, width), batch=batch, steps=steps, seed=seed,
+                                          parameterization=parameterization)
         else:
             task = class_visualize_task(backbone, target, size=(height, width), batch=batch, steps=steps,
                                         step_size=step_size, l2_weight=l2_weight, jitter=jitter,
@@ -276,7 +279,10 @@ class FeatureVisualize:
                 "learning_rate": ("FLOAT", {"default": 0.05, "min": 0.0001, "max": 1.0, "step": 0.001,
                                             "tooltip": "Adam's step on the parameters."}),
                 "parameterization": (list(PARAMETERIZATIONS), {"default": "fft", "tooltip": "fft: a 1/f-scaled "
-                                     "Fourier basis (lucid); pixels: raw pixels (noisier)."}),
+                                     "Fourier basis (lucid); pixels: raw pixels (noisier); maco: the magnitude of "
+                                     "natural photographs' spectrum kept, only the phase optimised, seen through "
+                                     "random crops with noise (Fel et al. 2023: recognisable on deep networks and "
+                                     "vision transformers where fft gives noise). 'transforms' switches the crops."}),
                 "decorrelate": ("BOOLEAN", {"default": True, "tooltip": "fft: mix colours by ImageNet's colour "
                                 "correlation, so colours move together."}),
                 "transforms": ("BOOLEAN", {"default": True, "tooltip": "Pad, jitter, scale and rotate at every step: "
@@ -290,9 +296,11 @@ class FeatureVisualize:
             },
         }
 
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("image",)
-    OUTPUT_TOOLTIPS = ("Pictures of what the channel, neuron or class responds to.",)
+    RETURN_TYPES = ("IMAGE", "MASK")
+    RETURN_NAMES = ("image", "transparency")
+    OUTPUT_TOOLTIPS = ("Pictures of what the channel, neuron or class responds to.",
+                       "Per picture, 0..1: how much gradient reached each pixel over the steps (MaCo's "
+                       "transparency map: where the feature kept asking for change); e.g. as the alpha of the picture.")
     FUNCTION = "visualize"
     CATEGORY = CATEGORY
     DESCRIPTION = ("Feature visualisation from nothing (lucid / lucent): what a channel, a neuron or a class "
@@ -308,5 +316,7 @@ class FeatureVisualize:
         task = feature_visualize_task(backbone, objective, size=(height, width), batch=batch, steps=steps,
                                       learning_rate=learning_rate, parameterization=parameterization,
                                       decorrelate=decorrelate, transforms=transforms, seed=seed,
-                                      diversity=diversity, diversity_layer=backbone.resolve(layer))
-        return (to_bhwc(host.run(task, precision)),)
+                                      diversity=diversity, diversity_layer=backbone.resolve(layer),
+                                      return_transparency=True)
+        pictures, transparency = host.run(task, precision)
+        return to_bhwc(pictures), transparency[:, 0]

@@ -113,6 +113,7 @@ def test_a_plain_install_ships_every_subpackage():
     """A non-editable `pip install .` packs what pyproject's package search finds: every subpackage of
     dream_core and the benchmark (``packages = ["dream_core"]`` once left a subpackage out, and its
     `python -m` failed)."""
+    import fnmatch
     import tomllib
 
     from setuptools import find_packages
@@ -122,6 +123,9 @@ def test_a_plain_install_ships_every_subpackage():
     on_disk = {str(p.parent.relative_to(ROOT)).replace("/", ".")
                for top in ("dream_core", "dream_bench") for p in (ROOT / top).rglob("__init__.py")}
     assert packages == on_disk and {"dream_bench", "dream_core.backbones", "dream_core.explain"} <= packages
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["dream_core"]
+    shipped = {p.relative_to(ROOT / "dream_core").as_posix() for p in (ROOT / "dream_core" / "data").iterdir()}
+    assert shipped and all(any(fnmatch.fnmatch(name, pattern) for pattern in data) for name in shipped)
 
 
 def test_registry_table_has_a_real_icon():

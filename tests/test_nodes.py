@@ -568,8 +568,21 @@ def test_select_layer_channel_modes_dream_under_inference_mode(pack, nodes_run):
 def test_feature_visualize_node_under_inference_mode(pack, shapes_net, target):
     node = pack.NODE_CLASS_MAPPINGS["DD_FeatureVisualize"]()
     with torch.inference_mode():
-        made, = node.visualize(shapes_net, "relu2", target, 1, 40, 32, 2, 4, 0)
+        made, transparency = node.visualize(shapes_net, "relu2", target, 1, 40, 32, 2, 4, 0)
     assert made.shape == (2, 32, 40, 3) and 0 <= made.min() and made.max() <= 1 and not torch.equal(made[0], made[1])
+    assert transparency.shape == (2, 32, 40) and 0 <= transparency.min() and transparency.max() <= 1  # a MASK
+
+
+def test_maco_in_the_explain_nodes(pack, shapes_net):
+    """Class Visualization and Feature Visualization offer maco; the map is a MASK that reached 1 somewhere."""
+    nodes = pack.NODE_CLASS_MAPPINGS
+    with torch.inference_mode():
+        made, = nodes["DD_ClassVisualize"]().visualize(shapes_net, 1, 48, 48, 1, 60, 0.02, 0, parameterization="maco")
+        pictures, transparency = nodes["DD_FeatureVisualize"]().visualize(shapes_net, "relu2", "class", 3, 48, 48, 1,
+                                                                          30, 0, parameterization="maco")
+    probabilities = pack.dream_core.logits(made.movedim(-1, 1), shapes_net).softmax(1)
+    assert made.shape == (1, 48, 48, 3) and probabilities[0, 1] > 0.5
+    assert pictures.shape == (1, 48, 48, 3) and transparency.shape == (1, 48, 48) and transparency.max() == 1
 
 
 def test_class_visualize_node_fft_parameterization(pack, shapes_net):

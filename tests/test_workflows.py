@@ -19,7 +19,8 @@ def test_example_runs_and_saves_a_dream(pack, name):
     assert len(saved) == 1
     _, images = saved[0]
     assert images.shape[1:] == (*SIZE, 3) and images.dtype == torch.float32
-    assert images.shape[0] == {"dream_zoom": 3, "dream_video": 3, "feature_visualization": 4}.get(name, 1)
+    assert images.shape[0] == {"dream_zoom": 3, "dream_video": 3, "feature_visualization": 4,
+                               "feature_visualization_maco": 2}.get(name, 1)
     assert 0 <= images.min() and images.max() <= 1
     dream_node = next((v for v in prompt.values()
                        if v["class_type"] in ("DD_DeepDream", "DD_GuidedDream", "DD_StyleTransfer", "DD_FoolingImage",
@@ -79,7 +80,7 @@ def test_ui_file_and_api_twin_hold_the_same_graph(name):
 def test_the_promised_examples_exist():
     assert set(EXAMPLES) == {"deepdream_basic", "deepdream_multilayer", "guided_dream", "dream_after_generation",
                              "dream_with_style", "style_transfer", "explain_network", "dream_zoom", "dream_video", "feature_visualization",
-                             "clip_vision_dream", "clip_prompt_dream"}
+                             "feature_visualization_maco", "clip_vision_dream", "clip_prompt_dream"}
 
 
 @pytest.mark.parametrize("name", EXAMPLES)

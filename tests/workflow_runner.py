@@ -54,6 +54,7 @@ def stand_ins(saved):
         "SaveImage": lambda images, filename_prefix: saved.append((filename_prefix, images)) or (),
         "PreviewImage": lambda images: (),
         "PreviewAny": lambda source: (),
+        "MaskToImage": lambda mask: (mask[..., None].expand(*mask.shape, 3),),
         "LoadVideo": lambda file, upload=None: (load_video(file),),
         "GetVideoComponents": lambda video: (video.get_components(), None, 12.0),
         "CreateVideo": lambda images, fps, audio=None: (images,),

@@ -23,6 +23,7 @@ CORE = {
     "SaveImage": ([("images", "IMAGE")], ["filename_prefix"], []),
     "PreviewImage": ([("images", "IMAGE")], [], []),
     "PreviewAny": ([("source", "*")], [], []),
+    "MaskToImage": ([("mask", "MASK")], [], [("IMAGE", "IMAGE")]),
     "LoadVideo": ([], ["file", "upload"], [("VIDEO", "VIDEO")]),
     "GetVideoComponents": ([("video", "VIDEO")], [], [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")]),
     "CreateVideo": ([("images", "IMAGE"), ("audio", "AUDIO")], ["fps"], [("VIDEO", "VIDEO")]),
@@ -168,6 +169,15 @@ WORKFLOWS = {
         (2, "DD_FeatureVisualize", {"backbone": (1, 0), "layer": "inception4c", "target": "channel", "index": 97,
                                     "width": 224, "height": 224, "batch": 4, "steps": 256, "seed": 0}),
         (3, "SaveImage", {"images": (2, 0), "filename_prefix": "feature_visualization"}),
+    ],
+    "feature_visualization_maco": [  # MaCo on a deep network: a class, and where it kept asking for change
+        (1, "DD_LoadBackbone", {"backbone": "resnet50", "weights": DOWNLOAD, "seed": 0}),
+        (2, "DD_FeatureVisualize", {"backbone": (1, 0), "layer": "layer4", "target": "class", "index": 130,
+                                    "width": 224, "height": 224, "batch": 2, "steps": 256, "seed": 0,
+                                    "parameterization": "maco"}),
+        (3, "SaveImage", {"images": (2, 0), "filename_prefix": "feature_visualization_maco"}),
+        (4, "MaskToImage", {"mask": (2, 1)}),
+        (5, "PreviewImage", {"images": (4, 0)}),
     ],
     "explain_network": [
         (1, "LoadImage", {"image": IMAGE_IN, "upload": "image"}),
