@@ -34,25 +34,26 @@ from .precision import PRECISIONS, LossScale, autocast_dtype
 from .objectives import (CHANNEL_MODES, CHOICES, LOSSES, TV_KINDS, LayerTerm, Objective, channel, content, cosine, direction, diversity, guide, l2,
                          layer_objective, mean_activation, objective, neuron, pixel_l2, ranked_channels, terms_objective,
                          total_variation)
-from .param import PARAMETERIZATIONS, FourierImage, MacoImage, feature_visualize, natural_magnitude, robustness_transform
+from .param import (ACCENT_PULL, PARAMETERIZATIONS, FourierImage, MacoImage, accentuate, feature_visualize, natural_magnitude,
+                    robustness_transform)
 from .pyramid import (DETAIL_MODES, OctaveSettings, dream_octaves, gaussian_blur, octave_sizes, resize,
                       resize_longer_side)
 from .references import centre_view, guided_objective, image_embedding, reference_activations
 from .style import (INITS, STATISTICS, content_objective, gatys_layers, gram_matrix, mean_covariance, scale_sizes,
                     style_match, style_objective, style_statistic, stylize, stylize_memory)
-from .tasks import (Task, class_visualize_task, classify_task, dream_task, embedding_task, feature_visualize_task,
+from .tasks import (Task, accentuate_task, class_visualize_task, classify_task, dream_task, embedding_task, feature_visualize_task,
                     fool_task, guided_dream_task, invert_task, saliency_task, stylize_task, video_file_task, video_task,
                     zoom_task)
 from .weights import WEIGHT_EXTENSIONS, default_weights_dir, download_weights, load_backbone, read_state_dict
 
 __all__ = [
-    "ATTRIBUTION_CHUNK", "BACKBONES", "BASELINES", "CHANNEL_MODES", "CHOICES", "DEFAULT_FLOW", "DETAIL_MODES", "FLOWS", "FOOLING_METHODS", "GRAD_NORMS", "HOLD",
+    "ACCENT_PULL", "ATTRIBUTION_CHUNK", "BACKBONES", "BASELINES", "CHANNEL_MODES", "CHOICES", "DEFAULT_FLOW", "DETAIL_MODES", "FLOWS", "FOOLING_METHODS", "GRAD_NORMS", "HOLD",
     "INITS", "INPUT", "LBFGS_HISTORY", "LOGITS", "LOSSES", "OPTIMIZERS", "PARAMETERIZATIONS", "POOLINGS",
     "PRECISIONS", "SALIENCY_METHODS", "STATISTICS", "TV_KINDS", "WEIGHT_EXTENSIONS", "Ascent", "Backbone",
     "BackboneSpec", "Cutouts", "DreamCancelled", "EMBEDDING", "Tokens", "DreamError", "FeatureExtractor", "FoolingReport", "FourierImage", "Item", "MacoImage", "natural_magnitude",
     "LayerError", "LayerTerm", "LossScale", "Objective", "OctaveSettings", "Prediction", "Progress", "ShapeError", "Task",
     "TilePolicy",
-    "WeightsError", "ascent_step", "attribution", "attribution_memory", "autocast_dtype", "average_pooling", "backbone_from_clip_vision", "backbone_from_module",
+    "WeightsError", "accentuate", "ascent_step", "attribution", "attribution_memory", "autocast_dtype", "average_pooling", "backbone_from_clip_vision", "backbone_from_module",
     "backbone_names", "centre_view", "channel", "check_image", "check_tile_size", "colour_match", "class_visualize", "classify", "content",
     "content_objective", "cosine", "deepdream", "deepdream_memory", "direction", "diversity", "download_weights", "default_weights_dir", "dream_octaves", "dream_video",
     "dream_zoom", "estimate_flow", "feature_visualize", "flow_validity", "for_each_item", "fold_batchnorm", "fool", "from_bhwc",
@@ -64,6 +65,6 @@ __all__ = [
     "saliency_map", "save_image", "scale_sizes", "style_match", "style_objective", "style_statistic", "stylize",
     "stylize_memory", "terms_objective", "to_bhwc", "to_pil", "total_variation", "transformer_layers", "tuned_for", "video_frames",
     "warp", "zoom_frames", "zoom_transform",
-    "class_visualize_task", "classify_task", "dream_task", "embedding_task", "feature_visualize_task", "fool_task",
+    "accentuate_task", "class_visualize_task", "classify_task", "dream_task", "embedding_task", "feature_visualize_task", "fool_task",
     "guided_dream_task", "invert_task", "saliency_task", "stylize_task", "video_file_task", "video_task", "zoom_task",
 ]

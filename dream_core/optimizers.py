@@ -39,6 +39,7 @@ def optimize(
     ema: float = 0.0,
     transform: Callable[[Tensor, torch.Generator], Tensor] | None = None,
     gradient_sum: Tensor | None = None,
+    penalty: Callable[[Tensor], Tensor] | None = None,
 ) -> Tensor:
     """Raise ``objective`` by minimising ``-objective(render())`` over ``parameters`` with an optimizer.
 
@@ -67,6 +68,8 @@ def optimize(
         gradient_sum: a tensor shaped like the image, to which every evaluation adds
             :math:`|\\partial \\text{objective} / \\partial \\text{image}|` (MaCo's transparency map: where
             the objective kept asking for change).
+        penalty: ``penalty(image)``, a loss on the rendered picture itself, before jitter, transforms and
+            cutouts (feature accentuation's pull back to the picture it started from).
 
     Returns:
         ``render()`` after the last step, detached and clamped to 0..1.
@@ -110,6 +113,8 @@ def optimize(
                 with torch.autocast(image.device.type, dtype=autocast, enabled=autocast is not None):
                     scores = objective(extractor(seen)).float()
                 loss = -(scores if objective.views is None else scores.view(image.shape[0], -1).mean(1)).sum()
+                if penalty is not None:
+                    loss = loss + penalty(image).float()
                 skipped = not bool(torch.isfinite(loss))
                 if skipped:  # the forward pass failed (no scale cures that): no step, no NaN for L-BFGS, scale as it was
                     for p in parameters:

@@ -30,8 +30,8 @@ from .optimizers import optimize
 from .precision import autocast_dtype
 from .transformers import EMBEDDING
 
-__all__ = ["FourierImage", "MacoImage", "natural_magnitude", "robustness_transform", "feature_visualize",
-           "PARAMETERIZATIONS"]
+__all__ = ["FourierImage", "MacoImage", "natural_magnitude", "robustness_transform", "feature_visualize", "accentuate",
+           "PARAMETERIZATIONS", "ACCENT_PULL"]
 
 PARAMETERIZATIONS = ("fft", "pixels", "maco")
 LUCID_DIVISOR = 4.0
@@ -55,16 +55,20 @@ class FourierImage:
             generator per item.
         decorrelate: mix colours by :data:`COLOUR_MIX` (else each channel is independent).
         decay: the spectrum's falloff power; 1 = equal energy per octave.
+        unit_step: divide the falloff by its root mean square, so that an optimiser step moves a pixel about
+            as far whatever the decay (lucid's scale, False, moves a small picture's low frequencies far).
     """
 
     def __init__(self, shape: tuple[int, int, int], generator: torch.Generator | Sequence[torch.Generator] | None = None,
-                 decorrelate: bool = True, decay: float = 1.0, device: torch.device | str = "cpu") -> None:
+                 decorrelate: bool = True, decay: float = 1.0, device: torch.device | str = "cpu",
+                 unit_step: bool = False) -> None:
         batch, height, width = shape
         self.size = (height, width)
         fy = torch.fft.fftfreq(height).view(-1, 1)
         fx = torch.fft.rfftfreq(width).view(1, -1)
         frequency = (fy.square() + fx.square()).sqrt()
-        self.scale = (1.0 / frequency.clamp_min(1.0 / max(height, width)) ** decay).to(device)
+        scale = 1.0 / frequency.clamp_min(1.0 / max(height, width)) ** decay
+        self.scale = (scale / scale.square().mean().sqrt() if unit_step else scale).to(device)
         self.mix = COLOUR_MIX.to(device) if decorrelate else torch.eye(3, device=device)
         self.spectrum = 0.01 * _draw((batch, 3, height, width // 2 + 1, 2), generator).to(device)
 
@@ -74,11 +78,12 @@ class FourierImage:
         return torch.sigmoid(torch.einsum("ij,bjhw->bihw", self.mix, image))
 
     @classmethod
-    def from_image(cls, image: Tensor, decorrelate: bool = True, decay: float = 1.0) -> FourierImage:
+    def from_image(cls, image: Tensor, decorrelate: bool = True, decay: float = 1.0,
+                   unit_step: bool = False) -> FourierImage:
         """The parameterisation whose ``render()`` is ``image`` (pixels in 0.001..0.999): an init image."""
         picture = check_image(image).clamp(1e-3, 1 - 1e-3)
         made = cls((picture.shape[0], *picture.shape[-2:]), decorrelate=decorrelate, decay=decay,
-                   device=picture.device)
+                   device=picture.device, unit_step=unit_step)
         mixed = torch.logit(picture)
         unmixed = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(made.mix), mixed)
         spectrum = torch.fft.rfft2(unmixed * LUCID_DIVISOR, norm="ortho") / made.scale
@@ -266,11 +271,63 @@ def feature_visualize(backbone: Backbone, objective: Objective, *, size: tuple[i
         made = optimize(parameters, render, extractor, objective, steps=steps, lr=learning_rate,
                         generator=item.generator, transform=transform, progress=item.progress, autocast=autocast,
                         cancel=cancel, gradient_sum=gradients)
-        transparency = gradients.mean(1, keepdim=True)
-        transparency = transparency / transparency.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
-        return torch.cat([made, transparency], dim=1)  # one tensor per item for the runner; split below
+        return torch.cat([made, _normalised(gradients.mean(1, keepdim=True))], dim=1)  # one tensor per item
 
     made = for_each_item(batch, visualize, device=backbone.device, steps=steps, seed=seed, progress=progress,
                          cancel=cancel, chunk=batch if diversity else 1)
     pictures, transparency = made.split([3, 1], dim=1)
     return (pictures, transparency) if return_transparency else pictures
+
+
+ACCENT_DECAY = 1.5  # the seeded spectrum's falloff power, as in Hamblin et al.'s reference
+ACCENT_PULL = 1000.0
+"""The default pull back to the picture (see tools/maco_measure.py)."""
+
+
+def accentuate(image: Tensor, backbone: Backbone, objective: Objective, *, pull: float = ACCENT_PULL, steps: int = 64,
+               learning_rate: float = 0.05, crops: bool = True, seed: int = 0, precision: str = "auto",
+               progress: Progress | ProgressFn | None = None, cancel: Cancel | None = None,
+               return_transparency: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """Feature accentuation (Hamblin, Fel et al. 2024): what *in this picture* drives a feature, made stronger.
+
+    Each item of ``image`` :math:`(B, 3, H, W)` seeds a :class:`FourierImage` (falloff :data:`ACCENT_DECAY`,
+    unit steps), optimised with Adam to raise ``objective`` seen through ``MACO_CROPS`` random crops with
+    noise (``crops``), minus ``pull`` times the mean squared difference to the picture: the larger
+    ``pull``, the more of the picture is kept (0: none). Item ``i`` draws its crops from seed ``seed + i``.
+
+    Returns:
+        :math:`(B, 3, H, W)` in 0..1 on the backbone's device; with ``return_transparency`` also the map
+        :math:`(B, 1, H, W)` of the gradient that reached each pixel (see :func:`feature_visualize`).
+    """
+    pictures = check_image(image)
+    check(pull >= 0, f"pull: must be 0 (none) or more, got {pull}.")
+    check(steps >= 0, f"steps: must be 0 or more, got {steps}.")
+    height, width = pictures.shape[-2:]
+    check(min(height, width) >= 16, f"image: at least 16 px a side, got {height}x{width}.")
+    if crops:
+        objective = objective.through(Cutouts(MACO_CROPS, min(height, width)))
+    extractor = backbone.extractor(objective.layers)
+    autocast = autocast_dtype(precision, backbone.device)
+
+    def accentuated(item: Item) -> Tensor:
+        start = FourierImage.from_image(item.take(pictures), decay=ACCENT_DECAY, unit_step=True)
+        anchor = start.render().detach()  # the picture as the parameterisation renders it (0.001..0.999)
+
+        def pulled_back(rendered: Tensor) -> Tensor:
+            return pull * (rendered - anchor).square().mean((1, 2, 3)).sum()
+
+        gradients = torch.zeros_like(anchor)
+        made = optimize([start.spectrum], start.render, extractor, objective, steps=steps, lr=learning_rate,
+                        generator=item.generator, progress=item.progress, autocast=autocast, cancel=cancel,
+                        gradient_sum=gradients, penalty=pulled_back if pull else None)
+        return torch.cat([made, _normalised(gradients.mean(1, keepdim=True))], dim=1)
+
+    made = for_each_item(pictures.shape[0], accentuated, device=backbone.device, steps=steps, seed=seed,
+                         progress=progress, cancel=cancel)
+    result, transparency = made.split([3, 1], dim=1)
+    return (result, transparency) if return_transparency else result
+
+
+def _normalised(maps: Tensor) -> Tensor:
+    """Each map divided by its largest value (an all-zero map stays zero)."""
+    return maps / maps.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)

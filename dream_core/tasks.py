@@ -38,12 +38,12 @@ from .jobs import dream_video_file
 from .media import VideoSource, video_size
 from .memory import pass_memory
 from .objectives import LayerTerm, Objective, cosine, terms_objective
-from .param import feature_visualize
+from .param import MACO_CROPS, accentuate, feature_visualize
 from .references import guided_objective, image_embedding
 from .style import stylize, stylize_memory
 from .transformers import EMBEDDING
 
-__all__ = ["Task", "dream_task", "guided_dream_task", "zoom_task", "video_task", "video_file_task", "stylize_task", "classify_task",
+__all__ = ["Task", "accentuate_task", "dream_task", "guided_dream_task", "zoom_task", "video_task", "video_file_task", "stylize_task", "classify_task",
            "saliency_task", "class_visualize_task", "fool_task", "invert_task", "feature_visualize_task",
            "embedding_task"]
 
@@ -180,6 +180,15 @@ def feature_visualize_task(backbone: Backbone, objective: Objective, *, size: tu
     memory = pass_memory(size, backbone, reads, batch if diversity else 1)
     return Task(backbone, memory, partial(feature_visualize, backbone, objective, size=size, batch=batch,
                                           diversity=diversity, diversity_layer=diversity_layer, **options))
+
+
+def accentuate_task(image: Tensor, backbone: Backbone, objective: Objective, *, crops: bool = True,
+                    **options) -> Task:
+    """:func:`~dream_core.accentuate`: one item at a time, all its crops in one pass."""
+    side = min(_size(image))
+    memory = pass_memory(_size(image), backbone, objective.layers, inputs=MACO_CROPS if crops else 1,
+                         network_pixels=side * side if crops else None)
+    return Task(backbone, memory, partial(accentuate, image, backbone, objective, crops=crops, **options))
 
 
 def embedding_task(backbone: Backbone, image: Tensor, layer: str = EMBEDDING, name: str = "image") -> Task[Tensor]:

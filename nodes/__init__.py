@@ -7,7 +7,8 @@ from .animation_nodes import DreamVideo, DreamVideoStream, DreamZoom
 from .backbone_nodes import LoadBackbone, SelectLayer
 from .clip_nodes import ClipTarget, ClipVisionBackbone
 from .dream_nodes import DeepDream, GuidedDream, OctavePyramid
-from .explain_nodes import Classify, ClassVisualize, FeatureInversion, FeatureVisualize, FoolingImage, Saliency
+from .explain_nodes import (Classify, ClassVisualize, FeatureAccentuation, FeatureInversion, FeatureVisualize,
+                            FoolingImage, Saliency)
 from .catalogue import layer_catalogue
 from .style_nodes import ContentLoss, SelectStyleLayer, StyleLoss, StyleTransfer, TVLoss
 
@@ -33,6 +34,7 @@ NODE_CONFIG = {
     "DD_FoolingImage": {"class": FoolingImage, "name": "Fooling Image"},
     "DD_FeatureInversion": {"class": FeatureInversion, "name": "Feature Inversion"},
     "DD_FeatureVisualize": {"class": FeatureVisualize, "name": "Feature Visualization"},
+    "DD_FeatureAccentuation": {"class": FeatureAccentuation, "name": "Feature Accentuation"},
     # Objectives
     "DD_SelectStyleLayer": {"class": SelectStyleLayer, "name": "Select Style Layer"},
     "DD_StyleLoss": {"class": StyleLoss, "name": "Style Loss"},

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..dream_core import (BASELINES, FOOLING_METHODS, LOGITS, PARAMETERIZATIONS, SALIENCY_METHODS, Backbone, channel,
+from ..dream_core import (ACCENT_PULL, BASELINES, FOOLING_METHODS, LOGITS, PARAMETERIZATIONS, SALIENCY_METHODS, Backbone,
+                          DreamError, Objective, accentuate_task, channel,
                           class_visualize_task, classify_task, feature_visualize_task, fool_task, from_bhwc, heatmap,
                           invert_task, neuron, pixel_l2, saliency_task, to_bhwc)
 from . import host
@@ -13,6 +14,7 @@ from .dream_nodes import SEED_MAX, precision_input
 
 CATEGORY = "DeepDream/explain"
 AUTO = "auto"
+OBJECTIVE_ONLY = "objective"
 EPSILON = 0.0314  # 8/255 rounded to the widget's 0.0001: the value shown is the value used
 
 
@@ -259,6 +261,12 @@ class FeatureInversion:
 TARGETS = ("channel", "neuron", "class")
 
 
+def _feature(backbone: Backbone, layer: str, target: str, index: int) -> Objective:
+    """A channel or a neuron (its centre) of ``layer``, or a class score."""
+    name = LOGITS if target == "class" else backbone.resolve(layer)
+    return neuron(name, index) if target == "neuron" else channel(name, index)
+
+
 class FeatureVisualize:
     @classmethod
     def INPUT_TYPES(cls):
@@ -310,8 +318,7 @@ class FeatureVisualize:
                   batch: int, steps: int, seed: int, learning_rate: float = 0.05, parameterization: str = "fft",
                   decorrelate: bool = True, transforms: bool = True, negative: bool = False, diversity: float = 0.0,
                   precision: str = "auto") -> tuple[torch.Tensor]:
-        name = LOGITS if target == "class" else backbone.resolve(layer)
-        objective = neuron(name, index) if target == "neuron" else channel(name, index)
+        objective = _feature(backbone, layer, target, index)
         objective = -objective if negative else objective
         task = feature_visualize_task(backbone, objective, size=(height, width), batch=batch, steps=steps,
                                       learning_rate=learning_rate, parameterization=parameterization,
@@ -320,3 +327,57 @@ class FeatureVisualize:
                                       return_transparency=True)
         pictures, transparency = host.run(task, precision)
         return to_bhwc(pictures), transparency[:, 0]
+
+
+class FeatureAccentuation:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "The pictures to accentuate the feature in; every image of the batch."}),
+                "backbone": ("DD_BACKBONE", {"tooltip": "The network whose feature to accentuate."}),
+                "layer": (LAYER_MENU, {"default": "inception4c", "tooltip": "The layer of the channel or neuron; "
+                          "ignored for a class or an objective alone."}),
+                "target": ([*TARGETS, OBJECTIVE_ONLY], {"default": "channel", "tooltip": "channel, neuron (its "
+                           "centre), class (a score of logits), or only the connected objective (a CLIP Embedding "
+                           "Target, a direction); a connected objective is added to the others."}),
+                "index": ("INT", {"default": 0, "min": 0, "max": 99999, "tooltip": "The channel, or the class."}),
+                "pull": ("FLOAT", {"default": ACCENT_PULL, "min": 0.0, "max": 100000.0, "step": 100.0, "tooltip":
+                         "How strongly the picture is held to the original: higher keeps more of it, 0 lets the "
+                         "feature take over."}),
+                "steps": ("INT", {"default": 64, "min": 0, "max": 5000, "tooltip": "Adam steps."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "tooltip": "Seed of the crops; image i "
+                         "uses seed + i."}),
+            },
+            "optional": {
+                "objective": ("DD_OBJECTIVE", {"tooltip": "A feature as an objective (e.g. CLIP Embedding Target)."}),
+                "learning_rate": ("FLOAT", {"default": 0.05, "min": 0.0001, "max": 1.0, "step": 0.001,
+                                            "tooltip": "Adam's step on the picture's spectrum."}),
+                "crops": ("BOOLEAN", {"default": True, "tooltip": "See the picture through 6 random crops with "
+                          "noise each step (MaCo's): only changes that hold everywhere are kept."}),
+                **precision_input(),
+            },
+        }
+
+    RETURN_TYPES = ("IMAGE", "MASK")
+    RETURN_NAMES = ("image", "transparency")
+    OUTPUT_TOOLTIPS = ("The pictures with the feature accentuated.",
+                       "Per picture, 0..1: where the feature kept asking for change.")
+    FUNCTION = "accentuate"
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Feature accentuation (Hamblin, Fel et al. 2024): what in this picture drives a channel, a "
+                   "neuron, a class or an objective, made stronger while the picture is held close to itself.")
+
+    def accentuate(self, image: torch.Tensor, backbone: Backbone, layer: str, target: str, index: int, pull: float,
+                   steps: int, seed: int, objective: Objective | None = None, learning_rate: float = 0.05,
+                   crops: bool = True, precision: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+        if target == OBJECTIVE_ONLY and objective is None:
+            raise DreamError("objective: target 'objective' needs a connected objective (e.g. CLIP Embedding "
+                             "Target); connect one or choose channel, neuron or class.")
+        feature = objective if target == OBJECTIVE_ONLY else _feature(backbone, layer, target, index)
+        if objective is not None and target != OBJECTIVE_ONLY:
+            feature = feature + objective
+        task = accentuate_task(from_bhwc(image), backbone, feature, pull=pull, steps=steps,
+                               learning_rate=learning_rate, crops=crops, seed=seed, return_transparency=True)
+        made, transparency = host.run(task, precision)
+        return to_bhwc(made), transparency[:, 0]

@@ -148,3 +148,15 @@ def test_the_video_tools_run(tmp_path):
                                 "1"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert coherence.returncode == 0, coherence.stderr
     assert "texture | (96, 128) | alone: strength" in coherence.stdout and "farneback" in coherence.stdout
+
+
+def test_the_maco_measurement_runs():
+    """tools/maco_measure.py, whose tables the README quotes, at tiny settings."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "maco_measure.py"), "--train-steps", "2",
+                             "--steps", "1", "--seeds", "1"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    for line in ("CNN      maco", "ViT      fft", "accentuate, no pull", "deepdream (10 steps"):
+        assert line in result.stdout, result.stdout

@@ -140,3 +140,44 @@ def test_maco_refuses_lucids_diversity():
     with pytest.raises(dc.DreamError, match="diversity: lucid's, not offered with maco"):
         dc.feature_visualize(random_backbone("alexnet"), dc.channel("relu3", 0), batch=2, diversity=10.0,
                              parameterization="maco")
+
+
+# --- feature accentuation ------------------------------------------------------------------------------------
+
+
+def _faint_stripes() -> torch.Tensor:
+    from shapes import pictures
+
+    generator = torch.Generator().manual_seed(5)
+    return (0.5 + 0.3 * (pictures(1, 2, generator) - 0.5)).clamp(0, 1)  # vertical stripes, low contrast
+
+
+def test_accentuation_raises_the_feature_and_its_pull_keeps_the_picture(shapes_net):
+    """The one-line bug: the pull left out (or ignored). Measured (40 steps): PSNR 34.6 and 34.5 dB with the
+    default pull against 25.2 and 28.4 without; the class logit up by 1.9 and 2.8 against 3.3 and 3.3."""
+    picture = _faint_stripes()
+    score = dc.channel("logits", 1)
+    kept = dc.accentuate(picture, shapes_net, score, steps=40)
+    free = dc.accentuate(picture, shapes_net, score, steps=40, pull=0)
+    before = dc.logits(picture, shapes_net)[:, 1]
+    for made in (kept, free):
+        assert (dc.logits(made, shapes_net)[:, 1] > before + 1).all()
+    assert (dc.psnr(kept, picture) > dc.psnr(free, picture) + 5).all()
+    untouched = dc.accentuate(picture, shapes_net, score, steps=0)
+    assert (dc.psnr(untouched, picture) > 50).all()  # seeded with the picture itself
+
+
+def test_accentuation_refuses_a_negative_pull(shapes_net):
+    with pytest.raises(dc.DreamError, match="pull: must be 0"):
+        dc.accentuate(_faint_stripes(), shapes_net, dc.channel("logits", 1), pull=-1)
+
+
+def test_the_accentuation_node_gives_a_picture_and_its_map(pack, shapes_net):
+    node = pack.NODE_CLASS_MAPPINGS["DD_FeatureAccentuation"]()
+    image = _faint_stripes().movedim(1, -1)
+    with torch.inference_mode():
+        made, transparency = node.accentuate(image, shapes_net, "relu2", "class", 1, 100.0, 20, 0)
+        with pytest.raises(pack.dream_core.DreamError, match="objective: target 'objective' needs"):
+            node.accentuate(image, shapes_net, "relu2", "objective", 0, 100.0, 2, 0)
+    assert made.shape == image.shape and transparency.shape == image.shape[:3] and transparency.max() == 1
+    assert not torch.equal(made, image)

@@ -28,7 +28,7 @@ def test_pack_imports_from_any_folder_name_without_comfy_and_stays_light(tmp_pat
     assert result.returncode == 0, result.stderr
     ids = ["DD_ClassVisualize", "DD_Classify", "DD_ClipTarget", "DD_ClipVisionBackbone", "DD_ContentLoss", "DD_DeepDream", "DD_DreamVideo",
            "DD_DreamVideoStream", "DD_DreamZoom",
-           "DD_FeatureInversion", "DD_FeatureVisualize",
+           "DD_FeatureAccentuation", "DD_FeatureInversion", "DD_FeatureVisualize",
            "DD_FoolingImage", "DD_GuidedDream", "DD_LoadBackbone", "DD_OctavePyramid", "DD_Saliency",
            "DD_SelectLayer", "DD_SelectStyleLayer", "DD_StyleLoss", "DD_StyleTransfer", "DD_TVLoss"]
     assert result.stdout.strip() == f"{ids} []"

@@ -230,7 +230,7 @@ def test_nodes_ask_the_host_what_auto_means(pack, fake_host, monkeypatch):
 def test_every_node_that_runs_a_network_has_a_precision(pack):
     runs_a_network = {"DD_DeepDream", "DD_GuidedDream", "DD_StyleTransfer", "DD_DreamZoom", "DD_DreamVideo",
                       "DD_Classify", "DD_Saliency", "DD_ClassVisualize", "DD_FoolingImage", "DD_FeatureInversion",
-                      "DD_FeatureVisualize"}
+                      "DD_FeatureVisualize", "DD_FeatureAccentuation", "DD_DreamVideoStream"}
     for node_id in runs_a_network:
         spec = pack.NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()
         assert spec["optional"]["precision"][1]["default"] == "auto", node_id
