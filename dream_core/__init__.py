@@ -20,9 +20,11 @@ from .backbones import (BACKBONES, LOGITS, POOLINGS, Backbone, BackboneSpec, ave
                         backbone_names, fold_batchnorm, get_spec)
 from .dream import check_tile_size, deepdream, deepdream_memory
 from .errors import DreamCancelled, DreamError, LayerError, ShapeError, WeightsError
-from .explain import (ATTRIBUTION_CHUNK, BASELINES, FOOLING_METHODS, SALIENCY_METHODS, FoolingReport, Prediction, attribution,
+from .explain import (ATTRIBUTION_CHUNK, BASELINES, FOOLING_METHODS, SALIENCY_METHODS, FoolingReport, PathStep, Prediction,
+                      attribution,
                       attribution_memory,
-                      class_visualize, classify, fool, heatmap, invert_features, logits, psnr, saliency_map)
+                      class_visualize, classify, fool, heatmap, invert_features, logits, path_similarity, psnr,
+                      saliency_map)
 from .features import INPUT, FeatureExtractor
 from .images import check_image, from_bhwc, keep_colors, load_image, prepare_mask, save_image, to_bhwc, to_pil
 from .optimizers import LBFGS_HISTORY, OPTIMIZERS, optimize
@@ -41,7 +43,7 @@ from .pyramid import (DETAIL_MODES, OctaveSettings, dream_octaves, gaussian_blur
 from .references import centre_view, guided_objective, image_embedding, reference_activations
 from .style import (INITS, STATISTICS, content_objective, gatys_layers, gram_matrix, mean_covariance, scale_sizes,
                     style_match, style_objective, style_statistic, stylize, stylize_memory)
-from .tasks import (Task, accentuate_task, class_visualize_task, classify_task, dream_task, embedding_task, feature_visualize_task,
+from .tasks import (Task, accentuate_task, path_task, class_visualize_task, classify_task, dream_task, embedding_task, feature_visualize_task,
                     fool_task, guided_dream_task, invert_task, saliency_task, stylize_task, video_file_task, video_task,
                     zoom_task)
 from .weights import WEIGHT_EXTENSIONS, default_weights_dir, download_weights, load_backbone, read_state_dict
@@ -53,7 +55,7 @@ __all__ = [
     "BackboneSpec", "Cutouts", "DreamCancelled", "EMBEDDING", "Tokens", "DreamError", "FeatureExtractor", "FoolingReport", "FourierImage", "Item", "MacoImage", "natural_magnitude",
     "LayerError", "LayerTerm", "LossScale", "Objective", "OctaveSettings", "Prediction", "Progress", "ShapeError", "Task",
     "TilePolicy",
-    "WeightsError", "accentuate", "ascent_step", "attribution", "attribution_memory", "autocast_dtype", "average_pooling", "backbone_from_clip_vision", "backbone_from_module",
+    "WeightsError", "PathStep", "path_similarity", "accentuate", "ascent_step", "attribution", "attribution_memory", "autocast_dtype", "average_pooling", "backbone_from_clip_vision", "backbone_from_module",
     "backbone_names", "centre_view", "channel", "check_image", "check_tile_size", "colour_match", "class_visualize", "classify", "content",
     "content_objective", "cosine", "deepdream", "deepdream_memory", "direction", "diversity", "download_weights", "default_weights_dir", "dream_octaves", "dream_video",
     "dream_zoom", "estimate_flow", "feature_visualize", "flow_validity", "for_each_item", "fold_batchnorm", "fool", "from_bhwc",
@@ -65,6 +67,6 @@ __all__ = [
     "saliency_map", "save_image", "scale_sizes", "style_match", "style_objective", "style_statistic", "stylize",
     "stylize_memory", "terms_objective", "to_bhwc", "to_pil", "total_variation", "transformer_layers", "tuned_for", "video_frames",
     "warp", "zoom_frames", "zoom_transform",
-    "accentuate_task", "class_visualize_task", "classify_task", "dream_task", "embedding_task", "feature_visualize_task", "fool_task",
+    "accentuate_task", "path_task", "class_visualize_task", "classify_task", "dream_task", "embedding_task", "feature_visualize_task", "fool_task",
     "guided_dream_task", "invert_task", "saliency_task", "stylize_task", "video_file_task", "video_task", "zoom_task",
 ]

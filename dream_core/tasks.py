@@ -33,7 +33,8 @@ from .animate import dream_video, dream_zoom
 from .backbones import LOGITS, Backbone
 from .dream import deepdream, deepdream_memory
 from .errors import DreamError
-from .explain import attribution_memory, class_visualize, classify, fool, invert_features, saliency_map
+from .explain import (attribution_memory, class_visualize, classify, fool, invert_features, path_similarity,
+                      saliency_map)
 from .jobs import dream_video_file
 from .media import VideoSource, video_size
 from .memory import pass_memory
@@ -43,7 +44,7 @@ from .references import guided_objective, image_embedding
 from .style import stylize, stylize_memory
 from .transformers import EMBEDDING
 
-__all__ = ["Task", "accentuate_task", "dream_task", "guided_dream_task", "zoom_task", "video_task", "video_file_task", "stylize_task", "classify_task",
+__all__ = ["Task", "accentuate_task", "path_task", "dream_task", "guided_dream_task", "zoom_task", "video_task", "video_file_task", "stylize_task", "classify_task",
            "saliency_task", "class_visualize_task", "fool_task", "invert_task", "feature_visualize_task",
            "embedding_task"]
 
@@ -189,6 +190,16 @@ def accentuate_task(image: Tensor, backbone: Backbone, objective: Objective, *, 
     memory = pass_memory(_size(image), backbone, objective.layers, inputs=MACO_CROPS if crops else 1,
                          network_pixels=side * side if crops else None)
     return Task(backbone, memory, partial(accentuate, image, backbone, objective, crops=crops, **options))
+
+
+def path_task(backbone: Backbone, pictures: Tensor, references: Tensor, **options) -> Task[list]:
+    """:func:`~dream_core.path_similarity`: one forward pass of the pictures and the references together."""
+    inputs = pictures.shape[0] + references.shape[0]
+
+    def run(**_) -> list:
+        return path_similarity(backbone, pictures, references, **options)
+
+    return Task(backbone, pass_memory(_size(pictures), backbone, list(backbone.spec.layers), inputs=inputs), run)
 
 
 def embedding_task(backbone: Backbone, image: Tensor, layer: str = EMBEDDING, name: str = "image") -> Task[Tensor]:

@@ -8,7 +8,7 @@ from .backbone_nodes import LoadBackbone, SelectLayer
 from .clip_nodes import ClipTarget, ClipVisionBackbone
 from .dream_nodes import DeepDream, GuidedDream, OctavePyramid
 from .explain_nodes import (Classify, ClassVisualize, FeatureAccentuation, FeatureInversion, FeatureVisualize,
-                            FoolingImage, Saliency)
+                            FoolingImage, Saliency, TrustCheck)
 from .catalogue import layer_catalogue
 from .style_nodes import ContentLoss, SelectStyleLayer, StyleLoss, StyleTransfer, TVLoss
 
@@ -35,6 +35,7 @@ NODE_CONFIG = {
     "DD_FeatureInversion": {"class": FeatureInversion, "name": "Feature Inversion"},
     "DD_FeatureVisualize": {"class": FeatureVisualize, "name": "Feature Visualization"},
     "DD_FeatureAccentuation": {"class": FeatureAccentuation, "name": "Feature Accentuation"},
+    "DD_TrustCheck": {"class": TrustCheck, "name": "Visualization Trust Check"},
     # Objectives
     "DD_SelectStyleLayer": {"class": SelectStyleLayer, "name": "Select Style Layer"},
     "DD_StyleLoss": {"class": StyleLoss, "name": "Style Loss"},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..dream_core import (ACCENT_PULL, BASELINES, FOOLING_METHODS, LOGITS, PARAMETERIZATIONS, SALIENCY_METHODS, Backbone,
-                          DreamError, Objective, accentuate_task, channel,
+                          DreamError, Objective, accentuate_task, channel, path_task, resize,
                           class_visualize_task, classify_task, feature_visualize_task, fool_task, from_bhwc, heatmap,
                           invert_task, neuron, pixel_l2, saliency_task, to_bhwc)
 from . import host
@@ -381,3 +381,35 @@ class FeatureAccentuation:
                                learning_rate=learning_rate, crops=crops, seed=seed, return_transparency=True)
         made, transparency = host.run(task, precision)
         return to_bhwc(made), transparency[:, 0]
+
+
+class TrustCheck:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "visualization": ("IMAGE", {"tooltip": "The pictures to check (from Feature Visualization, Class "
+                                  "Visualization, Feature Accentuation)."}),
+                "references": ("IMAGE", {"tooltip": "Natural pictures that excite the same feature (2 or more, "
+                               "e.g. photographs of the class); resized to the first one's size."}),
+                "backbone": ("DD_BACKBONE", {"tooltip": "The network the visualisation was made for."}),
+                "layer": ([AUTO, *LAYER_MENU], {"default": AUTO, "tooltip": "The last layer of the path (the "
+                          "feature's layer); auto = the network's last, logits included."}),
+            },
+        }
+
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("report",)
+    OUTPUT_TOOLTIPS = ("One line per layer: the correlation of the visualisation's channel profile with the natural "
+                       "pictures', and theirs with each other; a trustworthy visualisation stays near the second.",)
+    FUNCTION = "check"
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Can this visualisation be trusted? It should travel through the network the way natural "
+                   "pictures of its feature do, layer by layer (Geirhos et al. 2024), not only excite the last one.")
+
+    def check(self, visualization: torch.Tensor, references: torch.Tensor, backbone: Backbone,
+              layer: str) -> tuple[str]:
+        pictures = from_bhwc(visualization, "visualization")
+        natural = resize(from_bhwc(references, "references"), tuple(pictures.shape[-2:]))
+        task = path_task(backbone, pictures, natural, up_to=None if layer == AUTO else layer)
+        return ("\n".join(str(step) for step in host.run(task, "fp32")),)

@@ -30,7 +30,7 @@ def test_pack_imports_from_any_folder_name_without_comfy_and_stays_light(tmp_pat
            "DD_DreamVideoStream", "DD_DreamZoom",
            "DD_FeatureAccentuation", "DD_FeatureInversion", "DD_FeatureVisualize",
            "DD_FoolingImage", "DD_GuidedDream", "DD_LoadBackbone", "DD_OctavePyramid", "DD_Saliency",
-           "DD_SelectLayer", "DD_SelectStyleLayer", "DD_StyleLoss", "DD_StyleTransfer", "DD_TVLoss"]
+           "DD_SelectLayer", "DD_SelectStyleLayer", "DD_StyleLoss", "DD_StyleTransfer", "DD_TVLoss", "DD_TrustCheck"]
     assert result.stdout.strip() == f"{ids} []"
 
 

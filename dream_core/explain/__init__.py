@@ -9,7 +9,7 @@ backbone's logits as a function of that image (its normalisation included).
 
 One module per tool family: :mod:`.predict` (logits, classify), :mod:`.attribution` (attribution,
 saliency maps, heat maps), :mod:`.visualize` (class visualisation), :mod:`.fooling` (fooling images),
-:mod:`.inversion` (feature inversion).
+:mod:`.inversion` (feature inversion), :mod:`.trust` (whether a visualisation follows the natural path).
 """
 
 from .attribution import (ATTRIBUTION_CHUNK, BASELINES, SALIENCY_METHODS, attribution, attribution_memory, heatmap,
@@ -17,8 +17,9 @@ from .attribution import (ATTRIBUTION_CHUNK, BASELINES, SALIENCY_METHODS, attrib
 from .fooling import FOOLING_METHODS, FoolingReport, fool
 from .inversion import invert_features, psnr
 from .predict import Prediction, classify, logits
+from .trust import PathStep, path_similarity
 from .visualize import class_visualize
 
 __all__ = ["Prediction", "classify", "logits", "attribution", "attribution_memory", "saliency_map", "heatmap",
            "class_visualize", "fool", "FoolingReport", "invert_features", "psnr", "last_feature_layer",
-           "SALIENCY_METHODS", "BASELINES", "FOOLING_METHODS", "ATTRIBUTION_CHUNK"]
+           "SALIENCY_METHODS", "BASELINES", "FOOLING_METHODS", "ATTRIBUTION_CHUNK", "PathStep", "path_similarity"]
