@@ -17,6 +17,7 @@ from . import (BACKBONES, DEFAULT_FLOW, DETAIL_MODES, FLOWS, GRAD_NORMS, HOLD, I
                Backbone, DreamCancelled, DreamError, LayerTerm, Objective, deepdream, gatys_layers, get_spec,
                layer_objective, load_backbone, load_image, save_image, style_objective, stylize,
                default_weights_dir, zoom_frames)
+from .cli_explain import add_commands as add_explain_commands
 from .distributed import Shard, written
 from .jobs import VideoShare, dream_pictures, dream_video_share, picture_names, read_picture, video_length
 from .loop import ProgressFn
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                             f"--weights-dir), or none (default {DEFAULT_FLOW})")
     video.add_argument("--warmup", type=int, default=8, help="under torchrun: frames each process dreams before "
                        "its chunk, unwritten, so the seams do not show (default 8)")
+    parser.set_defaults(runners=add_explain_commands(commands, _command, _add_shared))
     return parser
 
 
@@ -419,13 +421,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
-        output = {"dream": run_dream, "style": run_style, "zoom": run_zoom, "video": run_video}[args.command](args)
+        runners = {"dream": run_dream, "style": run_style, "zoom": run_zoom, "video": run_video, **args.runners}
+        output = runners[args.command](args)
     except (DreamError, DreamCancelled) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; nothing was written", file=sys.stderr)
         return 130
-    if Shard.from_env().leader:
+    if output is not None and Shard.from_env().leader:
         print(f"wrote {output}")
     return 0

@@ -70,7 +70,8 @@ def test_readme_commands_run_as_written_at_a_small_size(command, tmp_path, monke
 
     monkeypatch.chdir(ROOT)
     words = shlex.split(command.split("&&")[0])
-    small = {"--weights": "random", "--steps": "1", **({} if "--size" in words else {"--size": "96"})}
+    small = {"--weights": "random", **({} if words[0] == "trust" else {"--steps": "1"}),
+             **({} if "--size" in words else {"--size": "96"})}
     argv, skip = [], False
     for index, word in enumerate(words):
         if skip:
@@ -91,30 +92,24 @@ def test_readme_commands_run_as_written_at_a_small_size(command, tmp_path, monke
     assert list(tmp_path.iterdir()), "nothing was written"
 
 
-def test_the_explain_figure_tool_runs(tmp_path):
-    """``tools/make_explain_figure.py``, which made the README's Explain picture, on random weights."""
+PHOTO = str(ROOT / "assets" / "example.jpg")
+
+
+@pytest.mark.parametrize("tool, arguments, expected", [
+    ("make_explain_figure.py", [PHOTO, "--size", "64", "--steps", "2"], ["Classify:", "Fooling:"]),
+    ("make_feature_figure.py", ["--size", "48", "--steps", "2"], []),
+    ("make_maco_figure.py", [PHOTO, "--size", "48", "--steps", "4"], []),
+])
+def test_the_figure_tools_run(tool, arguments, expected, tmp_path):
+    """The tools that made the README's pictures (Explain, feature visualisation, MaCo), on random weights."""
     import subprocess
     import sys
 
-    output = tmp_path / "explain.jpg"
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "make_explain_figure.py"), "random",
-                             str(ROOT / "assets" / "example.jpg"), "-o", str(output), "--size", "64", "--steps", "2"],
+    output = tmp_path / "figure.jpg"
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / tool), "random", *arguments, "-o", str(output)],
                             capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    assert "Classify:" in result.stdout and "Fooling:" in result.stdout and output.exists()
-
-
-def test_the_feature_figure_tool_runs(tmp_path):
-    """``tools/make_feature_figure.py``, which made the README's feature-visualisation picture, on random weights."""
-    import subprocess
-    import sys
-
-    output = tmp_path / "features.jpg"
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "make_feature_figure.py"), "random", "-o",
-                             str(output), "--size", "48", "--steps", "2"],
-                            capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
-    assert output.exists()
+    assert all(line in result.stdout for line in expected) and output.exists()
 
 
 @pytest.mark.parametrize("tool, expected", [
@@ -158,5 +153,5 @@ def test_the_maco_measurement_runs():
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "maco_measure.py"), "--train-steps", "2",
                              "--steps", "1", "--seeds", "1"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    for line in ("CNN      maco", "ViT      fft", "accentuate, no pull", "deepdream (10 steps"):
+    for line in ("CNN      maco", "ViT      fft", "trust check on the CNN", "accentuate, no pull", "deepdream (10 steps"):
         assert line in result.stdout, result.stdout

@@ -181,3 +181,16 @@ def test_the_accentuation_node_gives_a_picture_and_its_map(pack, shapes_net):
             node.accentuate(image, shapes_net, "relu2", "objective", 0, 100.0, 2, 0)
     assert made.shape == image.shape and transparency.shape == image.shape[:3] and transparency.max() == 1
     assert not torch.equal(made, image)
+
+
+def test_accentuation_runs_item_by_item_with_seeds_progress_and_cancel(shapes_net):
+    picture = _faint_stripes()  # two items
+    score = dc.channel("logits", 1)
+    both = dc.accentuate(picture, shapes_net, score, steps=3, seed=4)
+    second = dc.accentuate(picture[1:], shapes_net, score, steps=3, seed=5)  # item 1 draws from seed + 1
+    assert torch.allclose(both[1:], second, atol=1e-6)
+    seen = []
+    dc.accentuate(picture, shapes_net, score, steps=3, progress=dc.Progress(lambda d, t, p: seen.append(d), 100))
+    assert seen[-1] == 100
+    with pytest.raises(dc.DreamCancelled):
+        dc.accentuate(picture, shapes_net, score, steps=3, cancel=lambda: True)

@@ -6,6 +6,9 @@ five synthetic pattern classes at 32 px) paint each class from nothing, by pixel
 FFT and MaCo, with 3 seeds; the other network judges each picture (seen blurred by 1 px, as vit_views
 does): the share it calls the class, and its mean probability of the class.
 
+Trust check: the path similarity (``dc.path_similarity``) at the CNN's last convolution of each
+method's picture (seed 0) to 8 natural pictures of its class.
+
 Accentuation: a faint picture of each class (30% contrast over grey, with noise) is accentuated towards
 its class on the CNN, or dreamed (DeepDream, one octave); reported: how much of the picture is kept
 (PSNR), the CNN's logit rise, and the judge's (the ViT's) probability of the class before and after.
@@ -65,6 +68,16 @@ def main(argv: list[str] | None = None) -> int:
             mean = sum(r[1] for r in rows) / len(rows)
             print(f"{name:8s} {method:7s} {share:.2f} ({mean:.2f}): "
                   + ", ".join(f"{CLASSES[t]} {r[0]:.2f}" for t, r in enumerate(rows)), flush=True)
+    print("trust check on the CNN at relu3, seed 0: the picture's correlation with 8 natural pictures of its class "
+          "(theirs with each other)")
+    references = torch.Generator().manual_seed(1)
+    for method in ("pixels", "fft", "maco"):
+        cells = []
+        for target in range(len(CLASSES)):
+            made = class_pictures(cnn, method, target, 0, args.steps)
+            step, = dc.path_similarity(cnn, made, pictures(target, 8, references), layers=["relu3"])
+            cells.append(f"{CLASSES[target]} {step.similarity:.2f} ({step.natural:.2f})")
+        print(f"  {method:7s} " + ", ".join(cells), flush=True)
     print("accentuation on the CNN, faint pictures of each class towards their class (mean over classes and seeds):")
     generator = torch.Generator().manual_seed(7)
     starts = [(kind, faint(kind, generator)) for kind in range(len(CLASSES)) for _ in range(args.seeds)]

@@ -33,15 +33,20 @@ def main(argv: list[str] | None = None) -> int:
         made = dc.feature_visualize(net, objective, size=(args.size, args.size), steps=args.steps)
         label = f"class {net.class_names[index]}" if kind == "class" else f"{layer} {kind} {index}"
         tiles.append(caption(made, label))
+    save_row(tiles, args.output)
+    return 0
+
+
+def save_row(tiles: list, output: Path) -> None:
+    """The captioned tiles side by side, as a JPEG."""
     from PIL import Image
 
     width, height = tiles[0].size
     sheet = Image.new("RGB", (len(tiles) * width, height), "white")
     for position, tile in enumerate(tiles):
         sheet.paste(tile, (position * width, 0))
-    sheet.save(args.output, quality=88)
-    print(f"wrote {args.output}")
-    return 0
+    sheet.save(output, quality=88)
+    print(f"wrote {output}")
 
 
 if __name__ == "__main__":
