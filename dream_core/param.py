@@ -251,7 +251,7 @@ def feature_visualize(backbone: Backbone, objective: Objective, *, size: tuple[i
                                 f"{', '.join(sorted(objective.layers)) or 'none'}).")
         objective = objective + diversity * diversity_of(backbone.resolve(layers[0]))
     if parameterization == "maco" and transforms:
-        objective = objective.through(Cutouts(MACO_CROPS, min(height, width)))
+        objective = objective.through(Cutouts(MACO_CROPS, min(height, width, backbone.largest_view or height)))
     extractor = backbone.extractor(objective.layers)
     transform = robustness_transform() if transforms and parameterization != "maco" else None
     autocast = autocast_dtype(precision, backbone.device)
@@ -305,7 +305,7 @@ def accentuate(image: Tensor, backbone: Backbone, objective: Objective, *, pull:
     height, width = pictures.shape[-2:]
     check(min(height, width) >= 16, f"image: at least 16 px a side, got {height}x{width}.")
     if crops:
-        objective = objective.through(Cutouts(MACO_CROPS, min(height, width)))
+        objective = objective.through(Cutouts(MACO_CROPS, min(height, width, backbone.largest_view or height)))
     extractor = backbone.extractor(objective.layers)
     autocast = autocast_dtype(precision, backbone.device)
 
