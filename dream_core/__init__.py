@@ -36,8 +36,8 @@ from .precision import PRECISIONS, LossScale, autocast_dtype
 from .objectives import (CHANNEL_MODES, CHOICES, LOSSES, TV_KINDS, LayerTerm, Objective, channel, content, cosine, direction, diversity, guide, l2,
                          layer_objective, mean_activation, objective, neuron, pixel_l2, ranked_channels, terms_objective,
                          total_variation)
-from .param import (ACCENT_PULL, PARAMETERIZATIONS, FourierImage, MacoImage, accentuate, feature_visualize, natural_magnitude,
-                    robustness_transform)
+from .param import (ACCENT_PULL, FEATURE_TARGETS, PARAMETERIZATIONS, FourierImage, MacoImage, accentuate, feature_objective,
+                    feature_visualize, maco_cutouts, natural_magnitude, robustness_transform)
 from .pyramid import (DETAIL_MODES, OctaveSettings, dream_octaves, gaussian_blur, octave_sizes, resize,
                       resize_longer_side)
 from .references import centre_view, guided_objective, image_embedding, reference_activations
@@ -55,7 +55,7 @@ __all__ = [
     "BackboneSpec", "Cutouts", "DreamCancelled", "EMBEDDING", "Tokens", "DreamError", "FeatureExtractor", "FoolingReport", "FourierImage", "Item", "MacoImage", "natural_magnitude",
     "LayerError", "LayerTerm", "LossScale", "Objective", "OctaveSettings", "Prediction", "Progress", "ShapeError", "Task",
     "TilePolicy",
-    "WeightsError", "PathStep", "path_similarity", "accentuate", "ascent_step", "attribution", "attribution_memory", "autocast_dtype", "average_pooling", "backbone_from_clip_vision", "backbone_from_module",
+    "WeightsError", "PathStep", "path_similarity", "accentuate", "FEATURE_TARGETS", "feature_objective", "maco_cutouts", "ascent_step", "attribution", "attribution_memory", "autocast_dtype", "average_pooling", "backbone_from_clip_vision", "backbone_from_module",
     "backbone_names", "centre_view", "channel", "check_image", "check_tile_size", "colour_match", "class_visualize", "classify", "content",
     "content_objective", "cosine", "deepdream", "deepdream_memory", "direction", "diversity", "download_weights", "default_weights_dir", "dream_octaves", "dream_video",
     "dream_zoom", "estimate_flow", "feature_visualize", "flow_validity", "for_each_item", "fold_batchnorm", "fool", "from_bhwc",

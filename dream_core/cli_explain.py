@@ -9,14 +9,11 @@ from pathlib import Path
 
 import torch
 
-from .backbones import LOGITS, Backbone
 from .explain import path_similarity
 from .images import load_image, save_image
-from .objectives import Objective, channel, neuron
-from .param import ACCENT_PULL, PARAMETERIZATIONS, accentuate, feature_visualize
+from .param import ACCENT_PULL, FEATURE_TARGETS, PARAMETERIZATIONS, accentuate, feature_objective, feature_visualize
 from .pyramid import resize
 
-TARGETS = ("channel", "neuron", "class")
 CANVAS = 224  # the side of a visualisation when --size is 0
 
 
@@ -50,17 +47,12 @@ def add_commands(commands, command: Callable, add_shared: Callable) -> dict[str,
 
 def _add_feature(command: argparse.ArgumentParser) -> None:
     command.add_argument("--layer", help="layer of the channel or neuron (default: the backbone's default layer)")
-    command.add_argument("--target", default="channel", choices=TARGETS, help="channel, neuron (its centre) or "
+    command.add_argument("--target", default="channel", choices=FEATURE_TARGETS, help="channel, neuron (its centre) or "
                          "class (logits)")
     command.add_argument("--index", type=int, default=0, help="the channel, or the class (default 0)")
     command.add_argument("--transparency", action="store_true",
                          help="also write the transparency map (where the feature kept asking for change) as "
                               "OUT_transparency.png")
-
-
-def _feature(backbone: Backbone, args: argparse.Namespace) -> Objective:
-    layer = LOGITS if args.target == "class" else backbone.resolve(args.layer or backbone.spec.default_layer)
-    return (neuron if args.target == "neuron" else channel)(layer, args.index)
 
 
 def _save(pictures, transparency, output: Path, args: argparse.Namespace) -> Path:
@@ -77,7 +69,7 @@ def run_visualize(args: argparse.Namespace) -> Path:
     side = args.size or CANVAS
     with _progress_bar("visualising") as advance:
         pictures, transparency = feature_visualize(
-            backbone, _feature(backbone, args), size=(side, side), steps=args.steps, seed=args.seed,
+            backbone, feature_objective(backbone, args.target, args.index, args.layer), size=(side, side), steps=args.steps, seed=args.seed,
             parameterization=args.parameterization, precision=args.precision, progress=advance,
             return_transparency=True)
     return _save(pictures, transparency, output, args)
@@ -91,7 +83,8 @@ def run_accentuate(args: argparse.Namespace) -> Path:
     picture = read_picture(args.input, args.size)
     backbone = _backbone(args)
     with _progress_bar(f"accentuating {args.input.name}") as advance:
-        made, transparency = accentuate(picture, backbone, _feature(backbone, args), pull=args.pull, steps=args.steps,
+        made, transparency = accentuate(picture, backbone, feature_objective(backbone, args.target, args.index, args.layer),
+                                        pull=args.pull, steps=args.steps,
                                         seed=args.seed, precision=args.precision, progress=advance,
                                         return_transparency=True)
     return _save(made, transparency, output, args)

@@ -17,7 +17,7 @@ from .errors import DreamError, ShapeError
 from .pyramid import resize
 
 __all__ = ["check_image", "prepare_mask", "from_bhwc", "to_bhwc", "load_image", "save_image", "to_pil", "keep_colors",
-           "eight_bit"]
+           "eight_bit", "max_normalised"]
 
 
 def check_image(image: object, name: str = "image") -> Tensor:
@@ -166,6 +166,11 @@ def to_pil(image: Tensor, longest: int | None = None):
         image = torch.nn.functional.interpolate(image.unsqueeze(0).float(), size=size, mode="area")[0]
     pixels = image.float().clamp(0, 1).mul(255).add_(0.5).to(torch.uint8)  # rounded; only 8 bits leave the device
     return Image.fromarray(pixels.movedim(0, -1).cpu().numpy())
+
+
+def max_normalised(maps: Tensor) -> Tensor:
+    """Each item of ``maps`` :math:`(B, ...)` divided by its largest value (an all-zero map stays zero)."""
+    return maps / maps.flatten(1).amax(1).clamp_min(1e-12).view(-1, *[1] * (maps.ndim - 1))
 
 
 def eight_bit(image: Tensor) -> Tensor:

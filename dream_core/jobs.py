@@ -142,15 +142,15 @@ def dream_video_file(source: VideoSource, output: Path, folder: Path, backbone: 
     Cancel or a crash, it continues after the last frame written. One ``progress`` spans the whole
     clip (frames done before count as done). ``options`` go to :func:`~dream_core.video_frames`.
     """
+    rate = fps or video_rate(source)
+    if rate is None:  # asked before any frame is dreamed
+        raise DreamError("fps: the video does not say its frame rate; give fps.")
     total = video_length(source)
     share = VideoShare.of(folder, total)
     if share.begin < total:
         job = Progress.of(progress).part(share.begin, total, total - share.begin)
         dream_video_share(source, folder, backbone, objective, share, seed=seed, progress=job, cancel=cancel,
                           total=total - share.begin, **options)
-    rate = fps or video_rate(source)
-    if rate is None:
-        raise DreamError("fps: the video does not say its frame rate; give fps.")
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.stem}.partial{output.suffix}")
     write_movie(folder, total, partial, rate, sound_from=source)

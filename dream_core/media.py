@@ -45,6 +45,10 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _is_folder(source: VideoSource) -> bool:
+    return isinstance(source, Path) and source.is_dir()
+
+
 def _open(source: VideoSource):
     """``source`` opened by PyAV for reading, from its start; a file that is no video is named."""
     av = _av()
@@ -62,7 +66,7 @@ def _name(source: VideoSource) -> str:
 
 def count_frames(source: VideoSource) -> int | None:
     """How many frames ``source`` (a folder of images or a video) holds, if its header says."""
-    if isinstance(source, Path) and source.is_dir():
+    if _is_folder(source):
         return len(_images_in(source))
     with _open(source) as container:
         return container.streams.video[0].frames or None
@@ -70,7 +74,7 @@ def count_frames(source: VideoSource) -> int | None:
 
 def video_rate(source: VideoSource) -> Fraction | None:
     """Frames per second of a video (exact: 30000/1001 for NTSC), None for a folder or when unknown."""
-    if isinstance(source, Path) and source.is_dir():
+    if _is_folder(source):
         return None
     with _open(source) as container:
         rate = container.streams.video[0].average_rate
@@ -79,7 +83,7 @@ def video_rate(source: VideoSource) -> Fraction | None:
 
 def video_size(source: VideoSource) -> tuple[int, int]:
     """``(H, W)`` of a video's frames (of the first picture of a folder)."""
-    if isinstance(source, Path) and source.is_dir():
+    if _is_folder(source):
         return tuple(next(read_frames(source)).shape[-2:])
     with _open(source) as container:
         stream = container.streams.video[0]
@@ -91,7 +95,7 @@ def read_frames(source: VideoSource, size: int = 0) -> Iterator[Tensor]:
     resizes each so its longer side is ``size``."""
     if isinstance(source, Path) and not source.exists():
         raise DreamError(f"input: {source} does not exist; give a video file or a folder of frames.")
-    if isinstance(source, Path) and source.is_dir():
+    if _is_folder(source):
         paths = _images_in(source)
         if not paths:
             raise DreamError(f"input: {source} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
@@ -148,7 +152,7 @@ def write_movie(folder: Path, count: int, output: Path, fps: float | Fraction,
                 stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(100_000))
                 stream.width, stream.height = picture.width // 2 * 2, picture.height // 2 * 2  # yuv420p: even sides
                 stream.pix_fmt = "yuv420p"
-                if sound_from is not None and not (isinstance(sound_from, Path) and sound_from.is_dir()):
+                if sound_from is not None and not _is_folder(sound_from):
                     sound = _Sound(sources.enter_context(_open(sound_from)), container)
             frame = av.VideoFrame.from_image(picture.crop((0, 0, stream.width, stream.height)))
             frame.pts, frame.time_base = index, 1 / stream.codec_context.framerate

@@ -22,16 +22,16 @@ from torch import Tensor
 from .backbones import LOGITS, Backbone
 from .cutouts import Cutouts
 from .errors import check
-from .images import check_image
+from .images import check_image, max_normalised
 from .loop import Cancel, Item, Progress, ProgressFn, for_each_item
-from .objectives import Objective
+from .objectives import Objective, channel, neuron
 from .objectives import diversity as diversity_of
 from .optimizers import optimize
 from .precision import autocast_dtype
 from .transformers import EMBEDDING
 
 __all__ = ["FourierImage", "MacoImage", "natural_magnitude", "robustness_transform", "feature_visualize", "accentuate",
-           "PARAMETERIZATIONS", "ACCENT_PULL"]
+           "feature_objective", "maco_cutouts", "PARAMETERIZATIONS", "FEATURE_TARGETS", "ACCENT_PULL"]
 
 PARAMETERIZATIONS = ("fft", "pixels", "maco")
 LUCID_DIVISOR = 4.0
@@ -98,6 +98,7 @@ PHASE_SCALE = 20.0
 """A MaCo phase is this many times its parameter: Adam's step of 0.05 (lucid's learning rate, the nodes'
 default) moves the phase as MaCo's reference step of 1.0 does."""
 MACO_CROPS = 6  # MaCo's crops per step
+FEATURE_TARGETS = ("channel", "neuron", "class")
 
 
 @functools.cache
@@ -251,7 +252,7 @@ def feature_visualize(backbone: Backbone, objective: Objective, *, size: tuple[i
                                 f"{', '.join(sorted(objective.layers)) or 'none'}).")
         objective = objective + diversity * diversity_of(backbone.resolve(layers[0]))
     if parameterization == "maco" and transforms:
-        objective = objective.through(Cutouts(MACO_CROPS, min(height, width, backbone.largest_view or height)))
+        objective = objective.through(maco_cutouts(backbone, size))
     extractor = backbone.extractor(objective.layers)
     transform = robustness_transform() if transforms and parameterization != "maco" else None
     autocast = autocast_dtype(precision, backbone.device)
@@ -271,12 +272,11 @@ def feature_visualize(backbone: Backbone, objective: Objective, *, size: tuple[i
         made = optimize(parameters, render, extractor, objective, steps=steps, lr=learning_rate,
                         generator=item.generator, transform=transform, progress=item.progress, autocast=autocast,
                         cancel=cancel, gradient_sum=gradients)
-        return torch.cat([made, _normalised(gradients.mean(1, keepdim=True))], dim=1)  # one tensor per item
+        return _with_transparency(made, gradients)
 
     made = for_each_item(batch, visualize, device=backbone.device, steps=steps, seed=seed, progress=progress,
                          cancel=cancel, chunk=batch if diversity else 1)
-    pictures, transparency = made.split([3, 1], dim=1)
-    return (pictures, transparency) if return_transparency else pictures
+    return _pictures(made, return_transparency)
 
 
 ACCENT_DECAY = 1.5  # the seeded spectrum's falloff power, as in Hamblin et al.'s reference
@@ -305,7 +305,7 @@ def accentuate(image: Tensor, backbone: Backbone, objective: Objective, *, pull:
     height, width = pictures.shape[-2:]
     check(min(height, width) >= 16, f"image: at least 16 px a side, got {height}x{width}.")
     if crops:
-        objective = objective.through(Cutouts(MACO_CROPS, min(height, width, backbone.largest_view or height)))
+        objective = objective.through(maco_cutouts(backbone, (height, width)))
     extractor = backbone.extractor(objective.layers)
     autocast = autocast_dtype(precision, backbone.device)
 
@@ -320,14 +320,32 @@ def accentuate(image: Tensor, backbone: Backbone, objective: Objective, *, pull:
         made = optimize([start.spectrum], start.render, extractor, objective, steps=steps, lr=learning_rate,
                         generator=item.generator, progress=item.progress, autocast=autocast, cancel=cancel,
                         gradient_sum=gradients, penalty=pulled_back if pull else None)
-        return torch.cat([made, _normalised(gradients.mean(1, keepdim=True))], dim=1)
+        return _with_transparency(made, gradients)
 
     made = for_each_item(pictures.shape[0], accentuated, device=backbone.device, steps=steps, seed=seed,
                          progress=progress, cancel=cancel)
-    result, transparency = made.split([3, 1], dim=1)
-    return (result, transparency) if return_transparency else result
+    return _pictures(made, return_transparency)
 
 
-def _normalised(maps: Tensor) -> Tensor:
-    """Each map divided by its largest value (an all-zero map stays zero)."""
-    return maps / maps.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+def feature_objective(backbone: Backbone, target: str, index: int, layer: str | None = None) -> Objective:
+    """A feature to visualise or accentuate: channel ``index`` of ``layer`` (default: the backbone's default
+    layer), its centre neuron, or the score of class ``index`` (``target`` ``"class"``, layer ignored)."""
+    check(target in FEATURE_TARGETS, f"target: unknown {target!r}; choose one of {', '.join(FEATURE_TARGETS)}.")
+    name = LOGITS if target == "class" else backbone.resolve(layer or backbone.spec.default_layer)
+    return neuron(name, index) if target == "neuron" else channel(name, index)
+
+
+def maco_cutouts(backbone: Backbone, size: tuple[int, int]) -> Cutouts:
+    """MaCo's crops of a picture of ``size`` ``(H, W)``: :data:`MACO_CROPS` of them, each resized to the
+    picture's shorter side, or to a vision transformer's native size when that is smaller."""
+    return Cutouts(MACO_CROPS, min(*size, backbone.largest_view or min(size)))
+
+
+def _with_transparency(pictures: Tensor, gradients: Tensor) -> Tensor:
+    """One tensor per item for the runner: the pictures and, as a fourth channel, their transparency map."""
+    return torch.cat([pictures, max_normalised(gradients.mean(1, keepdim=True))], dim=1)
+
+
+def _pictures(made: Tensor, return_transparency: bool) -> Tensor | tuple[Tensor, Tensor]:
+    pictures, transparency = made.split([3, 1], dim=1)
+    return (pictures, transparency) if return_transparency else pictures

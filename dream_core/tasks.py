@@ -39,7 +39,8 @@ from .jobs import dream_video_file
 from .media import VideoSource, video_size
 from .memory import pass_memory
 from .objectives import LayerTerm, Objective, cosine, terms_objective
-from .param import MACO_CROPS, accentuate, feature_visualize
+from .cutouts import Cutouts
+from .param import accentuate, feature_visualize, maco_cutouts
 from .references import guided_objective, image_embedding
 from .style import stylize, stylize_memory
 from .transformers import EMBEDDING
@@ -178,7 +179,9 @@ def feature_visualize_task(backbone: Backbone, objective: Objective, *, size: tu
     """:func:`~dream_core.feature_visualize`: one item at a time, or the whole batch when ``diversity``
     pushes its pictures apart (they are optimised together)."""
     reads = objective.layers | ({backbone.resolve(diversity_layer)} if diversity and diversity_layer else set())
-    memory = pass_memory(size, backbone, reads, batch if diversity else 1)
+    maco = options.get("parameterization") == "maco" and options.get("transforms", True)
+    memory = (_crops_memory(size, backbone, reads, maco_cutouts(backbone, size)) if maco
+              else pass_memory(size, backbone, reads, batch if diversity else 1))
     return Task(backbone, memory, partial(feature_visualize, backbone, objective, size=size, batch=batch,
                                           diversity=diversity, diversity_layer=diversity_layer, **options))
 
@@ -186,10 +189,15 @@ def feature_visualize_task(backbone: Backbone, objective: Objective, *, size: tu
 def accentuate_task(image: Tensor, backbone: Backbone, objective: Objective, *, crops: bool = True,
                     **options) -> Task:
     """:func:`~dream_core.accentuate`: one item at a time, all its crops in one pass."""
-    side = min(_size(image))
-    memory = pass_memory(_size(image), backbone, objective.layers, inputs=MACO_CROPS if crops else 1,
-                         network_pixels=side * side if crops else None)
+    size = _size(image)
+    memory = (_crops_memory(size, backbone, objective.layers, maco_cutouts(backbone, size)) if crops
+              else pass_memory(size, backbone, objective.layers))
     return Task(backbone, memory, partial(accentuate, image, backbone, objective, crops=crops, **options))
+
+
+def _crops_memory(size: tuple[int, int], backbone: Backbone, layers, crops: Cutouts) -> int:
+    """A pass over all of one picture's ``crops`` at once (MaCo's, accentuation's)."""
+    return pass_memory(size, backbone, layers, inputs=crops.count, network_pixels=crops.size ** 2)
 
 
 def path_task(backbone: Backbone, pictures: Tensor, references: Tensor, **options) -> Task[list]:

@@ -122,7 +122,7 @@ class DeepDream:
               objective: Objective | None = None, smoothing: float = 0.0) -> tuple[torch.Tensor]:
         total = dream_objective(layers, objective, "Deep Dream")
         picture = from_bhwc(image)
-        task = dream_task(picture, backbone, total, **_dream_settings(octaves, mask, invert_mask), steps=steps,
+        task = dream_task(picture, backbone, total, **_pyramid_and_mask(octaves, mask, invert_mask), steps=steps,
                           step_size=step_size, jitter=jitter, seed=seed, smoothing=smoothing, tile_size=tile_size,
                           grad_norm=grad_norm)
         return (to_bhwc(host.run(task, precision)),)
@@ -160,7 +160,7 @@ class GuidedDream(DeepDream):
         guide = from_bhwc(guide_image, "guide_image")[:1]
         layers = layer_weights_only(layers, "Guided Dream") if layers else None
         task = guided_dream_task(from_bhwc(image), backbone, guide, layers, objective,
-                                 **_dream_settings(octaves, mask, invert_mask), steps=steps, step_size=step_size,
+                                 **_pyramid_and_mask(octaves, mask, invert_mask), steps=steps, step_size=step_size,
                                  jitter=jitter, seed=seed, tile_size=tile_size, grad_norm=grad_norm)
         return (to_bhwc(host.run(task, precision)),)
 
@@ -173,6 +173,6 @@ def dream_objective(layers: tuple[LayerTerm, ...] | None, objective: Objective |
     return Objective.sum(parts)
 
 
-def _dream_settings(octaves: OctaveSettings | None, mask: torch.Tensor | None, invert_mask: bool) -> dict:
+def _pyramid_and_mask(octaves: OctaveSettings | None, mask: torch.Tensor | None, invert_mask: bool) -> dict:
     """The pyramid (default: 4 octaves of 1.4) and the mask, as ``deepdream`` takes them."""
     return {**asdict(octaves or OctaveSettings()), "mask": None if mask is None else (1.0 - mask if invert_mask else mask)}

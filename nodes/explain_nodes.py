@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from ..dream_core import (ACCENT_PULL, BASELINES, FOOLING_METHODS, LOGITS, PARAMETERIZATIONS, SALIENCY_METHODS, Backbone,
-                          DreamError, Objective, accentuate_task, channel, path_task, resize,
+from ..dream_core import (ACCENT_PULL, BASELINES, FEATURE_TARGETS, FOOLING_METHODS, LOGITS, PARAMETERIZATIONS, SALIENCY_METHODS, Backbone,
+                          DreamError, Objective, accentuate_task, channel, feature_objective, path_task, resize,
                           class_visualize_task, classify_task, feature_visualize_task, fool_task, from_bhwc, heatmap,
-                          invert_task, neuron, pixel_l2, saliency_task, to_bhwc)
+                          invert_task, pixel_l2, saliency_task, to_bhwc)
 from . import host
 from .catalogue import LAYER_MENU
 from .dream_nodes import SEED_MAX, precision_input
@@ -258,15 +258,6 @@ class FeatureInversion:
         return (to_bhwc(host.run(task, precision)),)
 
 
-TARGETS = ("channel", "neuron", "class")
-
-
-def _feature(backbone: Backbone, layer: str, target: str, index: int) -> Objective:
-    """A channel or a neuron (its centre) of ``layer``, or a class score."""
-    name = LOGITS if target == "class" else backbone.resolve(layer)
-    return neuron(name, index) if target == "neuron" else channel(name, index)
-
-
 class FeatureVisualize:
     @classmethod
     def INPUT_TYPES(cls):
@@ -275,7 +266,7 @@ class FeatureVisualize:
                 "backbone": ("DD_BACKBONE", {"tooltip": "The network whose feature to render."}),
                 "layer": (LAYER_MENU, {"default": "inception4c", "tooltip": "The layer of the channel or neuron; "
                           "ignored for a class."}),
-                "target": (list(TARGETS), {"default": "channel", "tooltip": "channel: the mean of one channel over "
+                "target": (list(FEATURE_TARGETS), {"default": "channel", "tooltip": "channel: the mean of one channel over "
                            "the layer; neuron: that channel at the centre only; class: a class score (logits)."}),
                 "index": ("INT", {"default": 0, "min": 0, "max": 99999, "tooltip": "The channel, or the class."}),
                 **_canvas(),
@@ -318,7 +309,7 @@ class FeatureVisualize:
                   batch: int, steps: int, seed: int, learning_rate: float = 0.05, parameterization: str = "fft",
                   decorrelate: bool = True, transforms: bool = True, negative: bool = False, diversity: float = 0.0,
                   precision: str = "auto") -> tuple[torch.Tensor]:
-        objective = _feature(backbone, layer, target, index)
+        objective = feature_objective(backbone, target, index, layer)
         objective = -objective if negative else objective
         task = feature_visualize_task(backbone, objective, size=(height, width), batch=batch, steps=steps,
                                       learning_rate=learning_rate, parameterization=parameterization,
@@ -338,7 +329,7 @@ class FeatureAccentuation:
                 "backbone": ("DD_BACKBONE", {"tooltip": "The network whose feature to accentuate."}),
                 "layer": (LAYER_MENU, {"default": "inception4c", "tooltip": "The layer of the channel or neuron; "
                           "ignored for a class or an objective alone."}),
-                "target": ([*TARGETS, OBJECTIVE_ONLY], {"default": "channel", "tooltip": "channel, neuron (its "
+                "target": ([*FEATURE_TARGETS, OBJECTIVE_ONLY], {"default": "channel", "tooltip": "channel, neuron (its "
                            "centre), class (a score of logits), or only the connected objective (a CLIP Embedding "
                            "Target, a direction); a connected objective is added to the others."}),
                 "index": ("INT", {"default": 0, "min": 0, "max": 99999, "tooltip": "The channel, or the class."}),
@@ -374,7 +365,7 @@ class FeatureAccentuation:
         if target == OBJECTIVE_ONLY and objective is None:
             raise DreamError("objective: target 'objective' needs a connected objective (e.g. CLIP Embedding "
                              "Target); connect one or choose channel, neuron or class.")
-        feature = objective if target == OBJECTIVE_ONLY else _feature(backbone, layer, target, index)
+        feature = objective if target == OBJECTIVE_ONLY else feature_objective(backbone, target, index, layer)
         if objective is not None and target != OBJECTIVE_ONLY:
             feature = feature + objective
         task = accentuate_task(from_bhwc(image), backbone, feature, pull=pull, steps=steps,

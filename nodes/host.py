@@ -462,14 +462,17 @@ def _digest(value: object) -> str:
 def work_folder(*names: str) -> Path:
     """A folder for state that must outlive a Cancel or a restart (a video's frames): under the host's
     output folder, ``deepdream/...``; outside the host under the system's temporary folder."""
-    base = Path(folder_paths.get_output_directory()) if folder_paths is not None else Path(tempfile.gettempdir())
-    return base.joinpath("deepdream", *names)
+    return _pack_folder("get_output_directory", names)
 
 
 def temp_folder(*names: str) -> Path:
     """A folder for a node's results that the host clears on start (its ``temp`` folder)."""
-    base = Path(folder_paths.get_temp_directory()) if folder_paths is not None else Path(tempfile.gettempdir())
-    return base.joinpath("deepdream", *names)
+    return _pack_folder("get_temp_directory", names)
+
+
+def _pack_folder(host_folder: str, names: tuple[str, ...]) -> Path:
+    base = getattr(folder_paths, host_folder)() if folder_paths is not None else tempfile.gettempdir()
+    return Path(base).joinpath("deepdream", *names)
 
 
 def add_json_route(path: str, payload: Callable[[], object]) -> None:

@@ -48,6 +48,19 @@ def test_a_diverse_feature_visualisation_makes_room_for_the_whole_batch():
     assert together == dc.pass_memory((64, 64), backbone, {"relu3"}, inputs=4)
 
 
+def test_maco_and_accentuation_make_room_for_all_their_crops(image):
+    """MaCo sees 6 crops a step, at the picture's shorter side: the one-line bug is a working set of one picture."""
+    backbone = random_backbone("alexnet")
+    objective = dc.channel("relu3", 0)
+    crops = dc.maco_cutouts(backbone, (64, 64))
+    expected = dc.pass_memory((64, 64), backbone, {"relu3"}, inputs=crops.count, network_pixels=crops.size ** 2)
+    maco = dc.feature_visualize_task(backbone, objective, size=(64, 64), parameterization="maco").memory
+    assert crops.count == 6 and crops.size == 64 and maco == expected
+    assert maco > dc.feature_visualize_task(backbone, objective, size=(64, 64)).memory
+    picture = image[..., :64, :64]
+    assert dc.accentuate_task(picture, backbone, objective).memory == expected
+
+
 def test_a_guided_dream_needs_layers_or_a_clip_embedding(image):
     with pytest.raises(dc.DreamError, match="layers: Guided Dream needs the layers"):
         dc.guided_dream_task(image, random_backbone("alexnet"), image[:1])

@@ -10,7 +10,7 @@ from torch import Tensor
 from ..backbones import LOGITS, Backbone
 from ..errors import check
 from ..features import Stage
-from ..images import check_image
+from ..images import check_image, max_normalised
 from ..loop import Cancel, Item, Progress, ProgressFn, for_each_item
 from ..memory import pass_memory
 from ..precision import LossScale, autocast_dtype
@@ -166,7 +166,7 @@ def saliency_map(image: Tensor, backbone: Backbone, target: int | None = None, m
         maps = resize(attributions, tuple(image.shape[-2:])).clamp_min(0)
     else:
         maps = attributions.sum(1, keepdim=True).abs()
-    return maps / maps.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+    return max_normalised(maps)
 
 
 def heatmap(image: Tensor, saliency: Tensor, blend: float = 0.5) -> Tensor:
