@@ -269,7 +269,7 @@ def test_the_trust_check_node_reports_a_line_per_layer(pack, shapes_net):
     generator = torch.Generator().manual_seed(2)
     node = pack.NODE_CLASS_MAPPINGS["DD_TrustCheck"]()
     with torch.inference_mode():
-        report, = node.check(pictures(3, 1, generator).movedim(1, -1), pictures(3, 4, generator).movedim(1, -1),
+        report, = node.check(pictures(3, 2, generator).movedim(1, -1), pictures(3, 4, generator).movedim(1, -1),
                              shapes_net, "relu2")
     lines = report.splitlines()
     assert [line.split(":")[0] for line in lines] == ["conv1", "relu1", "pool1", "conv2", "relu2"]

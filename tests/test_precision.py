@@ -234,3 +234,19 @@ def test_every_node_that_runs_a_network_has_a_precision(pack):
     for node_id in runs_a_network:
         spec = pack.NODE_CLASS_MAPPINGS[node_id].INPUT_TYPES()
         assert spec["optional"]["precision"][1]["default"] == "auto", node_id
+
+
+def test_maco_and_accentuation_keep_their_gradient_under_fp16_at_a_tiny_score():
+    """At a score of 2^-16 fp16 gradients underflow without the loss scale (measured: a map of zeros for both
+    with the scale fixed at 1); with it, the transparency map (the gradient that reached each pixel) covers
+    what the fp32 run's covers."""
+    backbone = random_backbone("alexnet")
+    tiny = dc.channel("conv3", 2) * 2.0**-16  # before the ReLU: a gradient everywhere
+    picture = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    for run in (lambda precision: dc.feature_visualize(backbone, tiny, size=(64, 64), steps=3, parameterization="maco",
+                                                       precision=precision, return_transparency=True),
+                lambda precision: dc.accentuate(picture, backbone, tiny, steps=3, precision=precision,
+                                                return_transparency=True)):
+        (full, full_map), (half, half_map) = run("fp32"), run("fp16")
+        assert torch.isfinite(half).all() and (half_map > 0).float().mean() >= (full_map > 0).float().mean() - 0.01
+        assert (half_map > 0).float().mean() > 0.5
